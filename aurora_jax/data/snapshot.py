@@ -76,31 +76,31 @@ class Snapshot:
 
 def price_range(store: MarketStore, asset_id: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     """First and last observation time of the asset's price group."""
-    store.require_asset(asset_id)
-    files = store._files([asset_id], ["price"])
-    if not files:
-        raise DataRangeError("asset_id", asset_id, "no price data", "no price data")
-    with store._lock:
-        first, last = store._con.execute(
-            "SELECT epoch_us(min(timestamp)), epoch_us(max(timestamp)) FROM read_parquet(?)", [files]
-        ).fetchall()[0]
-    return pd.Timestamp(first, unit="us", tz="UTC"), pd.Timestamp(last, unit="us", tz="UTC")
+    return store.time_range(asset_id, "price")
 
 
-def _resample_bars(wide: pd.DataFrame, grid: pd.DatetimeIndex, step: pd.Timedelta) -> pd.DataFrame:
-    out = {}
-    for col in wide.columns:
-        m = _BAR.match(col)
-        if m is None or pd.Timedelta(m["iv"].replace("m", "min")) >= step:
-            continue
-        s = wide[col].dropna()
-        # window (t - step, t] for each grid time t (all times in ns)
-        g_ns, s_ns = grid.as_unit("ns").asi8, s.index.as_unit("ns").asi8
-        bins = np.searchsorted(g_ns, s_ns, side="left")
-        inside = (bins < len(grid)) & (s_ns > g_ns[np.minimum(bins, len(grid) - 1)] - step.value)
-        agg = s[inside].groupby(grid[bins[inside]]).agg(_AGG[m["field"]])
-        out[m["base"]] = agg.reindex(grid)
-    return pd.DataFrame(out, index=grid)
+def _bar_interval(name: str) -> pd.Timedelta | None:
+    m = _BAR.match(name)
+    return None if m is None else pd.Timedelta(m["iv"].replace("m", "min"))
+
+
+def _as_of_sample(t_ns: np.ndarray, v: np.ndarray, grid_ns: np.ndarray) -> np.ndarray:
+    """Last value with ``timestamp <= t`` at each grid time ``t`` (NaN before the first)."""
+    idx = np.searchsorted(t_ns, grid_ns, side="right") - 1
+    out = v[np.maximum(idx, 0)].astype(float)
+    out[idx < 0] = np.nan
+    return out
+
+
+def _window_agg(t_ns: np.ndarray, v: np.ndarray, grid_ns: np.ndarray, step_ns: int, how: str) -> np.ndarray:
+    """Aggregate the values in each window ``(t - step, t]`` (NaN for an empty window)."""
+    lo = np.searchsorted(t_ns, grid_ns - step_ns, side="right")
+    hi = np.searchsorted(t_ns, grid_ns, side="right")
+    out = np.full(len(grid_ns), np.nan)
+    reduce = {"first": lambda x: x[0], "last": lambda x: x[-1], "max": np.max, "min": np.min, "sum": np.sum}[how]
+    for i in np.flatnonzero(hi > lo):
+        out[i] = reduce(v[lo[i]:hi[i]])
+    return out
 
 
 def snapshot(
@@ -131,38 +131,50 @@ def snapshot(
     start = end_grid - lookback_days * pd.Timedelta(days=1)
     assets = [asset_id, *[a for a in shared_assets if a != asset_id]]
     rows = store.read_long(assets, list(groups), start=start - _SEED_PAD, end=as_of)
-    columns: dict[str, pd.Series] = {}
+    # rows come sorted by asset, feature, time: split them into one (times, values) per feature
+    assets_arr = rows["asset_id"].to_numpy(dtype=object)
+    names_arr = rows["feature_name"].to_numpy(dtype=object)
+    groups_arr = rows["feature_group"].to_numpy(dtype=object)
+    t_all = rows["timestamp"].to_numpy(dtype="datetime64[ns]").astype("int64")
+    v_all = rows["value"].to_numpy(dtype=float)
+    cuts = np.flatnonzero((assets_arr[1:] != assets_arr[:-1]) | (names_arr[1:] != names_arr[:-1])) + 1
+    series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     column_groups: dict[str, str] = {}
-    times = pd.DatetimeIndex(rows["timestamp"]).tz_convert("UTC")
-    values = rows["value"].to_numpy()
-    for (a, name, g), idx in rows.groupby(["asset_id", "feature_name", "feature_group"], sort=True).indices.items():
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(rows)]) if len(rows) else ():
+        a, name = assets_arr[lo], names_arr[lo]
         col = name if a == asset_id else f"{a.lower()}_{name}"
-        columns[col] = pd.Series(values[idx], index=times[idx])
-        column_groups[col] = g
-    wide = pd.DataFrame(columns) if columns else pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC"))
+        series[col] = (t_all[lo:hi], v_all[lo:hi])
+        column_groups[col] = groups_arr[lo]
     calendar = pd.date_range(start + step, end_grid, freq=step, tz="UTC")
-    if freq == "1d" and "close" in wide:
-        closes = wide["close"].dropna().index
-        grid = pd.DatetimeIndex(closes[(closes > start) & (closes <= end_grid)])
-        grid = grid if len(grid) else calendar
-    else:
-        grid = calendar
-    bars = _resample_bars(wide, grid, step)
-    plain = [c for c in wide.columns if not (_BAR.match(c) and c in column_groups and
-                                             pd.Timedelta(_BAR.match(c)["iv"].replace("m", "min")) < step)]
-    sampled = wide[plain].sort_index().ffill().reindex(grid, method="ffill") if plain else pd.DataFrame(index=grid)
-    frame = pd.concat([sampled, bars], axis=1)
-    for c in bars.columns:
-        column_groups[c] = "price"
-    column_groups = {c: column_groups[c] for c in frame.columns}
+    grid = calendar
+    if freq == "1d" and "close" in series:
+        t_close = series["close"][0]
+        inside = t_close[(t_close > start.value) & (t_close <= end_grid.value)]
+        if len(inside):
+            grid = pd.DatetimeIndex(pd.to_datetime(inside, unit="ns", utc=True))
+    grid_ns = grid.as_unit("ns").asi8
+    data: dict[str, np.ndarray] = {}
+    frame_groups: dict[str, str] = {}
+    for col, (t_ns, v) in series.items():
+        interval = _bar_interval(col)
+        if interval is not None and interval < step:  # finer bars -> bars on the grid
+            m = _BAR.match(col)
+            data[m["base"]] = _window_agg(t_ns, v, grid_ns, step.value, _AGG[m["field"]])
+            frame_groups[m["base"]] = "price"
+        else:
+            data[col] = _as_of_sample(t_ns, v, grid_ns)
+            frame_groups[col] = column_groups[col]
+    frame = pd.DataFrame(data, index=grid)
+    frame.index.name = "timestamp"
+    series_groups, column_groups = column_groups, frame_groups
     freshness: dict[str, pd.Timedelta | None] = {}
     missing: dict[str, float] = {}
     stale = []
     limits = stale_after_days or {}
     for g in groups:
-        last_seen = [columns[c].index.max() for c, cg in column_groups.items()
-                     if cg == g and c in columns and len(columns[c]) and columns[c].index.max() > start]
-        freshness[g] = as_of - max(last_seen) if last_seen else None
+        last_seen = [t[-1] for t, _ in (series[c] for c, cg in series_groups.items() if cg == g)
+                     if t[-1] > start.value]
+        freshness[g] = as_of - pd.Timestamp(max(last_seen), unit="ns", tz="UTC") if last_seen else None
         cols = [c for c, cg in column_groups.items() if cg == g]
         missing[g] = float(frame[cols].isna().to_numpy().mean()) if cols and len(frame) else 1.0
         if freshness[g] is not None and g in limits and freshness[g] > pd.Timedelta(days=float(limits[g])):

@@ -60,6 +60,9 @@ class IngestReport:
         }
 
 
+ROW_GROUP_ROWS = 16_384  # rows sorted by (feature, time): small groups let time filters skip data
+
+
 def _epoch_us(t) -> int:
     t = pd.Timestamp(t)
     t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
@@ -80,14 +83,27 @@ class MarketStore:
         self.duckdb_path = self.root / "market.duckdb"
         self._con = duckdb.connect()  # in-memory: queries Parquet directly, never locks the file
         self._con.execute("SET TimeZone='UTC'")
+        self._con.execute("SET threads=1")  # small as-of queries: threads cost more than they give
         self._lock = threading.Lock()
+        self._manifest_cache: tuple[tuple[int, int, int], dict[str, str]] | None = None
+        self._range_cache: dict[tuple, tuple[pd.Timestamp, pd.Timestamp]] = {}
 
     # -- manifest -----------------------------------------------------------------------------
     def manifest(self) -> dict[str, str]:
         """``"asset/group" -> relative path`` of each live partition file."""
-        if not self.manifest_path.exists():
+        try:
+            st = self.manifest_path.stat()
+        except FileNotFoundError:
             return {}
-        return json.loads(self.manifest_path.read_text())["files"]
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._manifest_cache is None or self._manifest_cache[0] != stamp:
+            self._manifest_cache = (stamp, json.loads(self.manifest_path.read_text())["files"])
+        return dict(self._manifest_cache[1])
+
+    def manifest_stamp(self) -> tuple[int, int, int] | None:
+        """Changes whenever the live data changes (for caches keyed on the store's content)."""
+        self.manifest()
+        return None if self._manifest_cache is None else self._manifest_cache[0]
 
     def assets(self) -> list[str]:
         return sorted({k.split("/")[0] for k in self.manifest()})
@@ -121,7 +137,8 @@ class MarketStore:
         end: pd.Timestamp | None = None,
         feature_names: Iterable[str] | None = None,
     ) -> pd.DataFrame:
-        """Rows with ``start < timestamp <= end`` (either bound optional), sorted by time."""
+        """Rows with ``start < timestamp <= end`` (either bound optional), sorted by asset,
+        feature and time."""
         files = self._files(assets, groups)
         if not files:
             return pd.DataFrame({c: pd.Series(dtype=ARROW_SCHEMA.field(c).type.to_pandas_dtype())
@@ -140,7 +157,7 @@ class MarketStore:
         sql = "SELECT * FROM read_parquet(?)"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY timestamp, feature_name"
+        sql += " ORDER BY asset_id, feature_name, timestamp"
         with self._lock:
             table = self._con.sql(sql, params=params).to_arrow_table()
         return table.to_pandas()
@@ -158,6 +175,24 @@ class MarketStore:
             )
         s = pd.Series(df["value"].to_numpy(), index=pd.DatetimeIndex(df["timestamp"]), name=feature_name)
         return s
+
+    def time_range(self, asset_id: str, group: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """First and last timestamp of one asset's feature group (cached until the data changes)."""
+        self.require_asset(asset_id)
+        key = (asset_id, group, self.manifest_stamp())
+        if key not in self._range_cache:
+            files = self._files([asset_id], [group])
+            if not files:
+                raise InvalidParameterError(
+                    "feature_group", group, f"one of {self.groups(asset_id)}", reason=f"no {group} data for {asset_id}"
+                )
+            with self._lock:
+                first, last = self._con.execute(
+                    "SELECT epoch_us(min(timestamp)), epoch_us(max(timestamp)) FROM read_parquet(?)", [files]
+                ).fetchall()[0]
+            self._range_cache[key] = (pd.Timestamp(first, unit="us", tz="UTC"),
+                                      pd.Timestamp(last, unit="us", tz="UTC"))
+        return self._range_cache[key]
 
     def feature_names(self, asset_id: str) -> list[str]:
         files = self._files([asset_id], None)
@@ -212,7 +247,7 @@ class MarketStore:
                     rel = f"asset_id={asset}/feature_group={group}/part-{uuid.uuid4().hex}.parquet"
                     target = self.store_dir / rel
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    pq.write_table(merged, target)
+                    pq.write_table(merged, target, row_group_size=ROW_GROUP_ROWS)
                     written.append(target)
                     new_manifest[key] = rel
                     report.added += added
