@@ -40,6 +40,7 @@ class IngestSettings:
         self.asset_aliases: dict[str, str] = dict(d.get("asset_aliases") or {})
         self.date_only_lag = pd.Timedelta(hours=float(d["date_only_lag_hours"]))
         self.max_future = pd.Timedelta(minutes=float(d["max_future_minutes"]))
+        self.source_scale: dict[str, float] = {k: float(v) for k, v in (d.get("source_scale") or {}).items()}
         self.on_invalid_rows: str = d["on_invalid_rows"]
         if self.on_invalid_rows not in ("reject", "fail"):
             raise InvalidParameterError("data.on_invalid_rows", self.on_invalid_rows, "'reject' or 'fail'")
@@ -76,12 +77,63 @@ def folder_readers(source_dir: Path, settings: IngestSettings) -> list[tuple[str
         jobs.append((str(path), lambda p=path, a=asset, m=mark: read_binance_klines(p, a, m)))
     for path in sorted((source_dir / "features").glob("*/*.csv")):
         asset = path.parent.name
-        jobs.append((str(path), lambda p=path, a=asset, n=path.stem: read_feature_csv(p, a, n, lag)))
+        scale = settings.source_scale.get(path.relative_to(source_dir).as_posix(), 1.0)
+        jobs.append((str(path), lambda p=path, a=asset, n=path.stem, k=scale: scaled(read_feature_csv(p, a, n, lag), k)))
     if not jobs:
         raise InvalidParameterError(
             "data.source_dir", str(source_dir), "a folder with ohlcv/*.csv|*.json or features/<ASSET>/*.csv"
         )
     return jobs
+
+
+def scaled(table: RawTable, factor: float) -> RawTable:
+    """Multiply every value column by ``factor`` (a configured unit fix, ``data.source_scale``)."""
+    if factor != 1.0:
+        for col in table.value_columns:
+            table.frame[col] = pd.to_numeric(table.frame[col], errors="coerce") * factor
+        table.source += f" (x{factor:g})"
+    return table
+
+
+def fetched_table(frame: pd.DataFrame, source: str) -> list[RawTable]:
+    """A connector's long frame as one :class:`RawTable` per asset, so it is validated like a file."""
+    tables = []
+    for asset, part in frame.groupby("asset_id", sort=True):
+        wide = part.pivot(index="timestamp", columns="feature_name", values="value").reset_index()
+        wide["timestamp"] = pd.to_datetime(wide["timestamp"], utc=True)
+        wide["line"] = range(1, len(wide) + 1)
+        cols = [c for c in wide.columns if c not in ("timestamp", "line")]
+        bars = {}
+        for role in ("open", "high", "low", "close"):
+            match = [c for c in cols if c.removeprefix("mark_").split("_")[0] == role]
+            if len(match) == 1:
+                bars[role] = match[0]
+        tables.append(RawTable(
+            path=source, asset_id=str(asset), source=source, frame=wide,
+            price_columns=tuple(bars.values()),
+            nonnegative_columns=tuple(c for c in cols if c.startswith("volume")),
+            bar_columns=bars if len(bars) == 4 else {},
+        ))
+    return tables
+
+
+def fetch_readers(data_cfg: DictConfig) -> list[tuple[str, Callable[[], RawTable]]]:
+    """Download ``data.fetch`` through the HTTP connectors (needs internet)."""
+    from aurora_jax.data.connectors import ConnectorSettings, fetch_to_frame
+
+    f = data_cfg.fetch
+    if not f.symbol or not f.start:
+        raise InvalidParameterError("data.fetch.symbol/start", (f.symbol, f.start), "both set for data.fetch.source")
+    kw = {}
+    if f.interval:
+        kw["resolution" if f.source == "deribit_dvol" else "interval"] = str(f.interval)
+    end = f.end or pd.Timestamp.now(tz="UTC")
+    result = fetch_to_frame(str(f.source), str(f.symbol), f.start, end,
+                            ConnectorSettings.from_config(data_cfg.connectors),
+                            aliases=dict(data_cfg.asset_aliases), **kw)
+    if result.gaps:
+        Console(stderr=True).print(f"[yellow]{len(result.gaps)} gaps in {f.source} {f.symbol}:[/] {result.gaps[:5]}")
+    return [(t.path, lambda t=t: t) for t in fetched_table(result.frame, f"{f.source}:{f.symbol}")]
 
 
 def arch_readers(settings: IngestSettings) -> list[tuple[str, Callable[[], RawTable]]]:
@@ -114,7 +166,9 @@ def run(cfg: DictConfig, targets: list[str], run_dir: Path) -> list[IngestReport
     """``just ingest [data.source_dir=...]``: ingest and print rows added per file."""
     settings = IngestSettings(cfg.data)
     store = MarketStore(cfg.data.root)
-    if cfg.data.source_dir:
+    if cfg.data.fetch.source:
+        jobs = fetch_readers(cfg.data)
+    elif cfg.data.source_dir:
         jobs = folder_readers(Path(cfg.data.source_dir), settings)
     else:
         jobs = arch_readers(settings)
