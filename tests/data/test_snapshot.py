@@ -80,7 +80,7 @@ def test_spx_uses_trading_days_and_reports_missing_groups(spx_store):
 def test_eth_close_falls_back_to_mark_price(real_store):
     s = snapshot(real_store, "ETH-USD", "2021-06-01", lookback_days=30)
     assert "close" not in s.frame and s.close().notna().all()
-    assert {"iv", "derivs", "onchain"} <= set(s.missing_groups)
+    assert {"iv", "derivs", "onchain"} <= set(s.missing_groups) and "price" in s.used_groups
 
 
 def test_stale_groups(real_store):
