@@ -4,8 +4,8 @@
 asset (and of the shared pseudo-assets such as ``MACRO``) on the model's grid, built only from
 rows with ``timestamp <= as_of``:
 
-* daily grid (``freq="1d"``): 00:00 UTC days; for an asset with daily bars (``close``) only the
-  days on which a bar closed (trading days), otherwise calendar days;
+* daily grid (``freq="1d"``): 00:00 UTC days; for an asset whose daily bars (``close``) cover the
+  whole window, only the days on which a bar closed (trading days), otherwise calendar days;
 * hourly bars (``close_1h``, ``mark_close_1h``, ...) are resampled to daily bars on right-closed
   windows ``(t - 1d, t]`` (first open, max high, min low, last close, summed volume) and named
   without the interval suffix (``mark_close``);
@@ -147,7 +147,8 @@ def snapshot(
         column_groups[col] = groups_arr[lo]
     calendar = pd.date_range(start + step, end_grid, freq=step, tz="UTC")
     grid = calendar
-    if freq == "1d" and "close" in series:
+    if freq == "1d" and "close" in series and series["close"][0][0] <= start.value + step.value:
+        # daily bars cover the whole window: their closes are the grid (trading days)
         t_close = series["close"][0]
         inside = t_close[(t_close > start.value) & (t_close <= end_grid.value)]
         if len(inside):

@@ -100,3 +100,13 @@ def test_bad_input(real_store):
         snapshot(real_store, "BTC-USD", "2023-01-01", freq="5m")
     with pytest.raises(InvalidParameterError, match="groups"):
         snapshot(real_store, "BTC-USD", "2023-01-01", groups=("price", "tea_leaves"))
+
+
+def test_window_straddling_the_start_of_daily_bars_keeps_calendar_days(real_store):
+    """ETH's daily close starts 2022-11; a window reaching back before it stays on calendar
+    days and falls back to the hourly mark price, instead of dropping the earlier history."""
+    s = snapshot(real_store, "ETH-USD", "2023-01-15", lookback_days=120)
+    assert len(s.frame) == 120
+    close = s.close()
+    assert close.notna().all()
+    assert s.frame["close"].isna().sum() > 40  # before the daily close series began
