@@ -1,0 +1,1 @@
+"""Peer forecasters for the walk-forward evaluation (all follow :class:`Forecaster`)."""
