@@ -36,6 +36,15 @@ def _resolve(spec: str):
     return getattr(importlib.import_module(module), func)
 
 
+SCENARIO_KEYS = ("iv_30d_atm", "iv_skew", "corr_btc", "funding_rate", "gamma_squeeze_index",
+                 "inventory_unwind_index")
+
+def _alias(override: str) -> str:
+    """``iv_30d_atm=90`` is short for ``scenario.iv_30d_atm=90`` (the what-if inputs)."""
+    key = override.split("=", 1)[0]
+    return f"scenario.{override}" if key in SCENARIO_KEYS else override
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     console = Console(stderr=True)
@@ -48,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]unknown command {command!r}[/]; known: {', '.join(sorted(COMMANDS))}")
         return 2
     targets = [a for a in rest if "=" not in a]
-    overrides = [a for a in rest if "=" in a]
+    overrides = [_alias(a) for a in rest if "=" in a]
     try:
         cfg = load_config(overrides)
         func = _resolve(COMMANDS[command])

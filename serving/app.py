@@ -47,7 +47,7 @@ ERRORS = {
                                              "or as_of is beyond the data (last available timestamp)"),
     503: ResponseSpec(ErrorBody, description="Model or data failure, timeout or overload (reason given)"),
 }
-ROUTES = ("/forecast", "/forecast/batch", "/health", "/ready", "/metrics", "/models")
+ROUTES = ("/forecast", "/forecast/batch", "/scenario", "/health", "/ready", "/metrics", "/models")
 _RID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -210,9 +210,12 @@ def create_app(cfg: DictConfig, store: MarketStore | None = None, forecaster=Non
     async def shutdown() -> None:
         await service.stop()
 
+    from serving.scenario import ScenarioController, scenario_dependencies
+
     app = Litestar(
-        route_handlers=[ForecastController, OpsController],
-        dependencies={"service": Provide(lambda: service, use_cache=True, sync_to_thread=False)},
+        route_handlers=[ForecastController, OpsController, ScenarioController],
+        dependencies={"service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
+                      **scenario_dependencies(cfg, store, calibration)},
         exception_handlers={Exception: error_handler},
         middleware=[observe_middleware(metrics, log, frozenset(s.log.skip_routes))],
         on_startup=[startup],

@@ -4,9 +4,11 @@ Steps: validate the request -> as-of snapshot -> fit the configured model on dat
 ``as_of`` -> simulate ``num_paths`` price paths -> quantiles per step (monotone across levels)
 and threshold probabilities -> a tidy table ``asset_id, as_of, ds, step, q05 .. q95``.
 
-The model is named by ``cfg.model.name``; today ``garch_t`` (GARCH(1,1)-t fitted on the trailing
-``model.garch.window_days`` daily log-returns) or ``bootstrap`` (i.i.d. resampling of the last
-``model.bootstrap.window_days`` daily log-returns). Same request and seed, same output.
+The model is named by ``cfg.model.name``: ``aurora`` (the trained JAX engine, ``model=engine``:
+the latest registered version for the asset; ``forecast.train_if_missing`` trains the
+experiment's small default first when none exists), ``garch_t`` (GARCH(1,1)-t fitted on the
+trailing ``model.garch.window_days`` daily log-returns) or ``bootstrap`` (i.i.d. resampling of the
+last ``model.bootstrap.window_days`` daily log-returns). Same request and seed, same output.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from aurora_jax.forecast.quantiles import (
 )
 from aurora_jax.models.garch import GarchSpec, fit_garch, simulate_garch
 
-MODELS = ("garch_t", "bootstrap")
+MODELS = ("garch_t", "bootstrap", "aurora")
 
 
 @dataclass
@@ -147,6 +149,8 @@ def forecast(
     horizon, num_paths, levels, ks = validate_request(horizon, num_paths, quantiles, thresholds, cfg.forecast)
     store = store or open_store(cfg)
     store.require_asset(asset_id)
+    if cfg.model.name == "aurora":
+        return _engine_forecast(asset_id, horizon, as_of, levels, ks, num_paths, store, cfg)
     window = int(cfg.model.garch.window_days) if cfg.model.name == "garch_t" else int(cfg.model.bootstrap.window_days)
     history = snapshot_from_config(store, asset_id, as_of, cfg.data, lookback_days=int(window * 1.5) + 10,
                                    groups=("price",))
@@ -172,4 +176,49 @@ def forecast(
         feature_groups_missing=snap.missing_groups,
         data_range=(close.index[0].isoformat(), close.index[-1].isoformat()),
         snapshot_report=snap.report(),
+    )
+
+
+def _load_engine(cfg: DictConfig, asset_id: str):
+    from aurora_jax.errors import ModelUnavailableError
+    from aurora_jax.train.registry import load_latest
+
+    try:
+        return load_latest(cfg, asset_id)
+    except ModelUnavailableError:
+        if not (cfg.forecast.get("train_if_missing") and cfg.asset == asset_id):
+            raise
+    from aurora_jax.train.pipeline import train_experiment
+
+    train_experiment(cfg, progress=bool(cfg.progress))
+    return load_latest(cfg, asset_id)
+
+
+def _engine_forecast(asset_id, horizon, as_of, levels, ks, num_paths, store, cfg) -> ForecastResult:
+    """The trained JAX engine (steps 3-9 in one jit-compiled call, :mod:`aurora_jax.forecast.engine`)."""
+    import jax
+
+    from aurora_jax.features.inputs import snapshot_for_inputs
+    from aurora_jax.forecast.engine import forecast_from_snapshot
+
+    params, entry = _load_engine(cfg, asset_id)
+    snap, hourly = snapshot_for_inputs(store, asset_id, as_of, cfg)
+    seed = int(_rng(int(cfg.seed), asset_id, snap.as_of).integers(2**31 - 1))
+    out, info = forecast_from_snapshot(params, entry, snap, hourly, cfg, jax.random.key(seed), horizon,
+                                       num_paths, levels=levels, thresholds=ks, update_ewaf=False)
+    close = snap.close().dropna()
+    spot = float(close.iloc[-1])
+    prices = spot * np.exp(np.asarray(out.log_paths, dtype=np.float64))
+    q = np.maximum.accumulate(np.asarray(out.quantiles, dtype=np.float64), axis=1)
+    table = pd.DataFrame({"asset_id": asset_id, "as_of": snap.as_of, "ds": step_dates(snap, horizon),
+                          "step": np.arange(1, horizon + 1)})
+    for j, level in enumerate(levels):
+        table[quantile_column(level)] = q[:, j]
+    return ForecastResult(
+        asset_id=asset_id, as_of=snap.as_of, horizon=horizon, model_name="aurora",
+        model_version=entry.version, spot=spot, table=table,
+        thresholds=threshold_probabilities(prices, spot, ks), paths=prices, history=close,
+        feature_groups_used=info.groups_used, feature_groups_missing=info.groups_missing,
+        data_range=(close.index[0].isoformat(), close.index[-1].isoformat()),
+        snapshot_report={**snap.report(), "inputs": info.as_dict()},
     )

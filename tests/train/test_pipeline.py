@@ -1,0 +1,103 @@
+"""Training the smoke experiment end to end: registry entry, orbax round trip, stage checkpoints,
+bit-identical forecasts from two trainings with the same seed, splits in time, `just models`."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from aurora_jax.errors import ModelUnavailableError
+from aurora_jax.forecast.engine import EngineParams, engine_forecast
+from aurora_jax.train.checkpoint import restore_pytree
+from aurora_jax.train.dataset import attach_inputs, build_dataset
+from aurora_jax.train.registry import list_entries, load_latest, load_version, params_hash, registry_dir, run_list
+
+LEVELS = jnp.asarray([0.05, 0.25, 0.5, 0.75, 0.95])
+
+
+def _val_forecasts(cfg, params, store, n_dates=3):
+    data = build_dataset(store, "SPX", cfg)
+    attach_inputs(data, params.vol_path, cfg)
+    outs = []
+    for j, p in enumerate(data.val[:: max(1, len(data.val) // n_dates)][:n_dates]):
+        x = jax.tree_util.tree_map(lambda a: a[p], data.inputs)
+        outs.append(engine_forecast(params, x, jax.random.PRNGKey(100 + j), LEVELS, jnp.zeros((0,)), 5, 1000))
+    return data, outs
+
+
+def test_registry_entry_describes_the_model(smoke_run):
+    cfg = smoke_run.cfg
+    entries = list_entries(registry_dir(cfg), "SPX", "smoke")
+    assert [e.version for e in entries] == smoke_run.versions
+    e = entries[-1]
+    assert e.version.startswith("spx-smoke-") and e.asset_id == "SPX" and e.seed == int(cfg.seed)
+    assert e.git_sha and e.created_at
+    tr, va = e.data_ranges["train"], e.data_ranges["val"]
+    assert pd.Timestamp(tr[1]) < pd.Timestamp(va[0]) and e.data_ranges["n_train"] > 100
+    assert {"trend", "flow", "train", "inputs", "jumps", "vol_path"} <= set(e.hyperparameters)
+    assert e.teacher.startswith("moments:SPX")
+    crps = e.metrics["val_crps"]
+    assert set(crps) == {"1", "7", "14"} and 0 < crps["1"] < crps["7"] < crps["14"] < 0.2
+    for stage in ("data", "teacher", "vol_path", "student", "ar_tcn", "meta_weights", "jumps", "flow", "eval"):
+        assert stage in e.stages["seconds"]
+    d = e.stages["student"]["distillation"]
+    assert all(np.isfinite(d[k]) for k in ("signature_mmd", "tail", "latent_kl"))
+    w = e.stages["meta_weights"]["meta_weights"]
+    for r in w.values():
+        assert abs(sum(r.values()) - 1) < 1e-5
+    folder = e.folder
+    assert (folder / "params" / "skeleton.pkl").exists() and (folder / "ewaf" / "SPX.json").exists()
+    assert not [p for p in registry_dir(cfg).iterdir() if p.name.startswith(".tmp")]
+    ewaf = json.loads((folder / "ewaf" / "SPX.json").read_text())
+    assert len(ewaf["losses"]) == 3 and pd.Timestamp(ewaf["last_as_of"]) == pd.Timestamp(va[1])
+
+
+def test_same_seed_gives_bit_identical_forecasts(smoke_run, spx_store):
+    cfg = smoke_run.cfg
+    p1, e1 = load_version(cfg, smoke_run.versions[0])
+    p2, e2 = load_version(cfg, smoke_run.versions[1])
+    assert params_hash(p1) == params_hash(p2) and e1.metrics == e2.metrics
+    _, f1 = _val_forecasts(cfg, p1, spx_store)
+    _, f2 = _val_forecasts(cfg, p2, spx_store)
+    for a, b in zip(f1, f2):
+        np.testing.assert_array_equal(np.asarray(a.log_paths), np.asarray(b.log_paths))
+        np.testing.assert_array_equal(np.asarray(a.quantiles), np.asarray(b.quantiles))
+
+
+def test_trained_forecast_is_sane(smoke_run, spx_store):
+    cfg = smoke_run.cfg
+    params, entry = load_latest(cfg, "SPX")
+    assert isinstance(params, EngineParams) and entry.version == smoke_run.versions[-1]
+    data, outs = _val_forecasts(cfg, params, spx_store)
+    for o in outs:
+        q = np.asarray(o.quantiles)
+        assert np.all(np.diff(q, axis=1) >= 0) and np.all(np.isfinite(q))
+        lp = np.asarray(o.log_paths)
+        # one-day spread close to the RevIN scale of daily S&P 500 returns (about 1%)
+        assert 0.003 < lp[:, 0].std() < 0.04
+        assert abs(np.median(lp[:, -1])) < 0.03
+
+
+def test_stage_checkpoints_restore(smoke_run):
+    ck = smoke_run.run_dirs[0] / "checkpoints"
+    assert {"vol_path", "student", "tcn", "trend", "jumps", "flow"} <= {p.name for p in ck.iterdir()}
+    flow = restore_pytree(ck / "flow")
+    params, _ = load_version(smoke_run.cfg, smoke_run.versions[0])
+    for a, b in zip(jax.tree_util.tree_leaves(flow), jax.tree_util.tree_leaves(params.flow)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    train = json.loads((smoke_run.run_dirs[0] / "train.json").read_text())
+    assert train["version"] == smoke_run.versions[0]
+
+
+def test_models_command_and_missing_model(smoke_run, tmp_path, capsys):
+    rows = run_list(smoke_run.cfg, [], tmp_path)
+    assert [r["version"] for r in rows] == smoke_run.versions
+    assert json.loads((tmp_path / "models.json").read_text())[0]["asset_id"] == "SPX"
+    assert "registered engine versions" in capsys.readouterr().out
+    with pytest.raises(ModelUnavailableError, match="BTC-USD"):
+        load_latest(smoke_run.cfg, "BTC-USD")
