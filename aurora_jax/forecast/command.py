@@ -3,6 +3,7 @@ write ``forecast.json``, ``forecast.csv`` and ``fan_chart.png`` into the run fol
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -19,7 +20,7 @@ def run(cfg: DictConfig, targets: list[str], run_dir: Path):
         str(cfg.asset), int(cfg.horizon), cfg.as_of, quantiles=list(cfg.quantiles),
         thresholds=list(cfg.thresholds), num_paths=int(cfg.num_paths), cfg=cfg,
     )
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=140)  # logs and pipes get full rows
     table = Table(title=f"{result.asset_id} as of {result.as_of:%Y-%m-%d %H:%M} UTC — "
                         f"{result.model_version}, {result.paths.shape[0]:,} paths, spot {result.spot:,.2f}")
     qcols = [c for c in result.table.columns if c.startswith("q")]
