@@ -20,9 +20,11 @@ already applied: RevIN statistics, regime vector, IV path, MM indices). With ``N
 9. threshold probabilities ``P(P_N < K)``, ``P(P_N > K)`` and ``P(touch K)`` (some step on the far
    side of ``K`` from spot, or equal).
 
-:func:`forecast_arrays` is the whole of it (``horizon`` and ``num_paths`` static; ``levels`` and
-``log_thresholds = log(K / spot)`` traced); :data:`engine_forecast` is its ``eqx.filter_jit``.
-Many assets or as-of dates: :func:`forecast_batch` (``jax.vmap`` over stacked inputs and keys).
+:func:`forecast_arrays` is the whole of it (``horizon`` and ``num_paths`` static; ``levels``,
+``log_thresholds = log(K / spot)`` and the EWAF losses traced); :data:`engine_forecast` is its
+``eqx.filter_jit``. Many assets or as-of dates: :func:`forecast_batch` (``jax.vmap`` over stacked
+inputs and keys). From a snapshot with a registered model, including the EWAF state kept next to
+the model: :func:`forecast_from_snapshot`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class EngineParams(eqx.Module):
     trend: TrendEnsemble
     jumps: eqx.Module                 # aurora_jax.models.jump_model params
     flow: ResidualFlow
-    vol_path: eqx.Module              # aurora_jax.models.vol_path.VolPathParams (used by build_inputs)
+    vol_path: eqx.Module | None       # aurora_jax.models.vol_path.VolPathParams (used by build_inputs)
     flow_steps: int = eqx.field(static=True)
     horizon_max: int = eqx.field(static=True)
     flow_solver: str = eqx.field(static=True, default="midpoint")
@@ -93,16 +95,18 @@ def simulate_log_returns(params: EngineParams, inputs: ModelInputs, key: PRNGKey
     return inputs.revin_loc + inputs.revin_scale * z + jumps, trend
 
 
+@eqx.filter_jit
 def simulate_paths(params: EngineParams, inputs: ModelInputs, key: PRNGKeyArray, horizon: int,
                    num_paths: int, ewaf_losses: Float[Array, " 3"] | None = None
                    ) -> Float[Array, "paths horizon"]:
-    """Log-price paths relative to spot, ``log(P_{i,k} / spot)`` (steps 3-8)."""
+    """Log-price paths relative to spot, ``log(P_{i,k} / spot)`` (steps 3-8; jit-compiled,
+    ``horizon`` and ``num_paths`` static)."""
     _check_static(params, horizon, num_paths)
     r, _ = simulate_log_returns(params, inputs, key, horizon, num_paths, ewaf_losses)
     return jnp.cumsum(r, axis=1)
 
 
-def _float_keys(x: Float[Array, "..."]):
+def _float_keys(x: Float[Array, ...]):
     """Monotone map float32 -> int32 (``x < y`` iff ``key(x) < key(y)``; XLA sorts int32 several
     times faster than floats on CPU). Negative floats have their magnitude bits flipped."""
     i = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.int32)
@@ -179,11 +183,14 @@ def forecast_from_snapshot(params: EngineParams, entry, snap, hourly, cfg, key: 
 
     ``params, entry = aurora_jax.train.registry.load_latest(cfg, asset_id)``;
     ``snap, hourly = aurora_jax.features.inputs.snapshot_for_inputs(store, asset_id, as_of, cfg)``.
-    Builds the ModelInputs with the model's own vol path, reads the EWAF state persisted next to
-    the model version, runs :data:`engine_forecast`, and (``update_ewaf``) scores the pending
-    component forecasts against the closes realized since and stores the new ones (an as-of not
-    after the stored one leaves the state alone). Returns ``(EngineOutput, InputsInfo)``;
-    prices are ``spot * exp(output.log_paths)``, ``output.quantiles`` are prices already.
+    Builds the ModelInputs with the model's own vol path and reads the EWAF state persisted next
+    to the model version. With ``update_ewaf`` and an as-of after the stored one (live use), the
+    pending component forecasts are first scored against the closes realized since; the forecast
+    then uses the EWAF losses known at the as-of (point in time: a historical as-of never sees
+    later errors; before the state's history, pure meta-weights), and the component forecasts
+    just made become the pending ones. Repeating a request gives the same numbers. Returns
+    ``(EngineOutput, InputsInfo)``; prices are ``spot * exp(output.log_paths)``,
+    ``output.quantiles`` are prices already.
     """
     import numpy as np
 
@@ -195,11 +202,13 @@ def forecast_from_snapshot(params: EngineParams, entry, snap, hourly, cfg, key: 
     inputs, info = build_inputs(snap, cfg, vol_params=params.vol_path, hourly=hourly)
     tracker = EwafTracker(entry.ewaf_path(snap.asset_id), float(cfg.model.trend.ewaf.discount))
     state = tracker.load()
+    if update_ewaf:
+        state = tracker.score(state, snap.as_of, snap.close())
     spot = float(inputs.spot)
     ks = jnp.asarray([float(k) for k in thresholds], jnp.float32)
     out = engine_forecast(params, inputs, key, jnp.asarray(levels, jnp.float32), jnp.log(ks / spot), int(horizon),
-                          int(num_paths), jnp.asarray(state.losses_array()))
-    if update_ewaf:
-        tracker.observe(snap.as_of, snap.close(), np.asarray(out.components), float(inputs.revin_loc),
-                        float(inputs.revin_scale))
+                          int(num_paths), jnp.asarray(state.losses_at(snap.as_of)))
+    if update_ewaf and tracker.is_live(state, snap.as_of):
+        tracker.save(tracker.set_pending(state, snap.as_of, np.asarray(out.components), float(inputs.revin_loc),
+                                         float(inputs.revin_scale)))
     return out, info

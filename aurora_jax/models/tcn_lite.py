@@ -49,7 +49,7 @@ class TCNLite(eqx.Module):
     def __init__(self, context_dim: int, horizon_max: int, *, channels: int, kernel: int,
                  dilations: Sequence[int], hidden: int, key: PRNGKeyArray):
         if int(channels) < 1 or int(kernel) < 2 or not dilations or min(dilations) < 1:
-            raise InvalidParameterError("trend.tcn", dict(channels=channels, kernel=kernel, dilations=list(dilations)),
+            raise InvalidParameterError("trend.tcn", {"channels": channels, "kernel": kernel, "dilations": list(dilations)},
                                         "channels >= 1, kernel >= 2, non-empty dilations >= 1")
         keys = jax.random.split(key, len(dilations) + 2)
         self.inp = eqx.nn.Conv1d(3, channels, 1, key=keys[0])

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import equinox as eqx
@@ -149,7 +149,8 @@ def ewaf_update(losses: np.ndarray, errors: np.ndarray, discount: float) -> np.n
 
 @dataclass
 class EwafState:
-    """Persisted EWAF state: discounted losses and the forecasts awaiting their outcome."""
+    """Persisted EWAF state: discounted losses, their point-in-time history, and the component
+    forecasts awaiting their outcome."""
 
     losses: list[float] = field(default_factory=lambda: [0.0] * len(COMPONENTS))
     n_updates: int = 0
@@ -158,9 +159,17 @@ class EwafState:
     pending_loc: float | None = None
     pending_scale: float | None = None
     components: tuple[str, ...] = COMPONENTS
+    history: list[list] = field(default_factory=list)   # [[iso time, [L_1, L_2, L_3]], ...] in time order
 
     def losses_array(self) -> np.ndarray:
         return np.asarray(self.losses, dtype=np.float32)
+
+    def losses_at(self, as_of) -> np.ndarray:
+        """The losses known at ``as_of`` (the last history entry at or before it); zeros (pure
+        meta-weights) before the first entry, so a historical forecast never sees later errors."""
+        t = pd.Timestamp(as_of)
+        known = [v for ts, v in self.history if pd.Timestamp(ts) <= t]
+        return np.asarray(known[-1] if known else [0.0] * len(COMPONENTS), dtype=np.float32)
 
 
 def realized_returns_since(close: pd.Series, since: pd.Timestamp) -> np.ndarray:
@@ -182,7 +191,11 @@ def ewaf_errors(pending: np.ndarray, loc: float, scale: float, realized_raw: np.
 
 
 class EwafTracker:
-    """Load / update / save the EWAF state of one (model version, asset) in ``path`` (JSON)."""
+    """Load / update / save the EWAF state of one (model version, asset) in ``path`` (JSON).
+
+    An update happens only for an as-of after the stored one (live use); :meth:`score` first
+    scores the pending forecasts against the closes realized since (and records the new losses
+    in the history), :meth:`set_pending` then stores the forecasts just made."""
 
     def __init__(self, path: str | Path, discount: float):
         if not 0.0 < discount <= 1.0:
@@ -200,26 +213,41 @@ class EwafTracker:
     def save(self, state: EwafState) -> None:
         atomic_write_json(self.path, asdict(state))
 
-    def step(self, state: EwafState, as_of: pd.Timestamp, close: pd.Series, component_means: np.ndarray,
-             loc: float, scale: float) -> EwafState:
-        """Score the pending forecasts against the closes realized after ``state.last_as_of``,
-        then make the new forecasts pending. An ``as_of`` not after the last one changes nothing
-        (historical queries do not rewrite the online state)."""
+    @staticmethod
+    def is_live(state: EwafState, as_of) -> bool:
+        return state.last_as_of is None or pd.Timestamp(as_of) > pd.Timestamp(state.last_as_of)
+
+    def score(self, state: EwafState, as_of, close: pd.Series) -> EwafState:
+        """Losses updated with the pending forecasts' errors on closes in ``(last_as_of, as_of]``."""
         as_of = pd.Timestamp(as_of)
-        if state.last_as_of is not None and as_of <= pd.Timestamp(state.last_as_of):
+        if not self.is_live(state, as_of) or state.pending is None or state.last_as_of is None:
             return state
-        losses, n = np.asarray(state.losses, dtype=float), state.n_updates
-        if state.pending is not None and state.last_as_of is not None:
-            realized = realized_returns_since(close[close.index <= as_of], pd.Timestamp(state.last_as_of))
-            if len(realized):
-                err = ewaf_errors(np.asarray(state.pending), state.pending_loc, state.pending_scale, realized)
-                if np.all(np.isfinite(err)):
-                    losses, n = ewaf_update(losses, err, self.discount), n + 1
+        realized = realized_returns_since(close[close.index <= as_of], pd.Timestamp(state.last_as_of))
+        if not len(realized):
+            return state
+        err = ewaf_errors(np.asarray(state.pending), state.pending_loc, state.pending_scale, realized)
+        if not np.all(np.isfinite(err)):
+            return state
+        losses = [float(v) for v in ewaf_update(np.asarray(state.losses), err, self.discount)]
+        return replace(state, losses=losses, n_updates=state.n_updates + 1,
+                       history=[*state.history, [as_of.isoformat(), losses]])
+
+    def set_pending(self, state: EwafState, as_of, component_means: np.ndarray, loc: float,
+                    scale: float) -> EwafState:
+        as_of = pd.Timestamp(as_of)
+        if not self.is_live(state, as_of):
+            return state
         cm = np.asarray(component_means, dtype=float)
         if cm.ndim != 2 or cm.shape[0] != len(COMPONENTS) or not (math.isfinite(loc) and scale > 0):
             raise InvalidParameterError("component_means", cm.shape, f"({len(COMPONENTS)}, H) with scale > 0")
-        return EwafState(losses=[float(v) for v in losses], n_updates=int(n), last_as_of=as_of.isoformat(),
-                         pending=cm.tolist(), pending_loc=float(loc), pending_scale=float(scale))
+        return replace(state, last_as_of=as_of.isoformat(), pending=cm.tolist(), pending_loc=float(loc),
+                       pending_scale=float(scale))
+
+    def step(self, state: EwafState, as_of: pd.Timestamp, close: pd.Series, component_means: np.ndarray,
+             loc: float, scale: float) -> EwafState:
+        """:meth:`score` then :meth:`set_pending`. An ``as_of`` not after the last one changes
+        nothing (historical queries do not rewrite the online state)."""
+        return self.set_pending(self.score(state, as_of, close), as_of, component_means, loc, scale)
 
     def observe(self, as_of, close: pd.Series, component_means, loc: float, scale: float) -> EwafState:
         """:meth:`step` from the stored state, persisted."""
@@ -230,9 +258,12 @@ class EwafTracker:
 
 def replay_ewaf(comps: Float[np.ndarray, "n 3 h"], y: Float[np.ndarray, "n h"], y_mask, discount: float
                 ) -> np.ndarray:
-    """EWAF losses after running through consecutive as-of dates (each scored on its first step)."""
+    """EWAF losses after each of consecutive as-of dates, ``(n, 3)``: date ``i`` adds the first-step
+    errors of the forecasts made at ``i`` (realized by date ``i + 1``)."""
     losses = np.zeros(len(COMPONENTS))
+    out = np.zeros((len(y), len(COMPONENTS)))
     for i in range(len(y)):
         if y_mask[i, 0] > 0:
             losses = ewaf_update(losses, (y[i, 0] - comps[i, :, 0]) ** 2, discount)
-    return losses
+        out[i] = losses
+    return out

@@ -23,7 +23,13 @@ import pandas as pd
 from aurora_jax.data.snapshot import price_range, snapshot, snapshot_from_config
 from aurora_jax.data.store import MarketStore
 from aurora_jax.errors import DataRangeError, InvalidParameterError
-from aurora_jax.features.inputs import HOURLY_CLOSE_COLUMNS, History, ModelInputs, history, inputs_at
+from aurora_jax.features.inputs import (
+    HOURLY_CLOSE_COLUMNS,
+    History,
+    ModelInputs,
+    history,
+    inputs_at,
+)
 
 
 @dataclass
@@ -44,12 +50,12 @@ class EngineData:
     inputs: ModelInputs | None = None   # stacked, set once the vol path is fitted
 
     def ranges(self) -> dict:
-        iso = lambda t: pd.Timestamp(t).isoformat()  # noqa: E731
+        iso = lambda t: pd.Timestamp(t).isoformat()
         return {
             "train": [iso(self.as_of[self.train[0]]), iso(self.as_of[self.train[-1]])],
             "val": [iso(self.as_of[self.val[0]]), iso(self.as_of[self.val[-1]])],
             "history": [iso(self.hist.index[0]), iso(self.hist.index[-1])],
-            "n_train": int(len(self.train)), "n_val": int(len(self.val)),
+            "n_train": len(self.train), "n_val": len(self.val),
         }
 
     def history_until(self, t: pd.Timestamp) -> History:

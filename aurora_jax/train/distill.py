@@ -64,7 +64,7 @@ class TeacherSet:
     source: str                      # which teacher (version / how obtained)
 
     def describe(self) -> dict:
-        return {"dates": int(len(self.positions)), "paths": int(self.y.shape[1]), "source": self.source,
+        return {"dates": len(self.positions), "paths": int(self.y.shape[1]), "source": self.source,
                 "mean_abs_y": float(np.mean(np.abs(self.y))), "std_y": float(np.std(self.y))}
 
 
@@ -105,12 +105,12 @@ class DistillLoss:
     latent_dim: int
 
     @classmethod
-    def from_cfg(cls, tset: TeacherSet, s_cfg, tail_cfg, latent_dim: int) -> "DistillLoss":
+    def from_cfg(cls, tset: TeacherSet, s_cfg, tail_cfg, latent_dim: int) -> DistillLoss:
         dates = min(int(s_cfg.distill_dates), len(tset.positions))
         paths = int(s_cfg.distill_paths)
         h = tset.y.shape[2]
-        rule = dict(threshold_rule=str(tail_cfg.threshold_rule), fraction=float(tail_cfg.fraction),
-                    k_min=int(tail_cfg.k_min))
+        rule = {"threshold_rule": str(tail_cfg.threshold_rule), "fraction": float(tail_cfg.fraction),
+                "k_min": int(tail_cfg.k_min)}
         return cls(dates, paths, int(s_cfg.signature_depth), choose_k(np.ones(dates * paths * h), **rule),
                    choose_k(np.ones(dates * tset.y.shape[1] * h), **rule), float(s_cfg.weight_signature),
                    float(s_cfg.weight_tail), float(s_cfg.weight_latent_kl), int(latent_dim))

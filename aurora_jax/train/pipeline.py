@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import jax
@@ -98,7 +99,7 @@ def validation_crps(cfg, params: EngineParams, data: EngineData, key) -> dict:
     scores = {str(h): [] for h in hs}
     cover = []
     for p, k in zip(pos, jax.random.split(key, len(pos))):
-        x = jax.tree_util.tree_map(lambda a: a[p], data.inputs)
+        x = jax.tree_util.tree_map(lambda a, p=p: a[p], data.inputs)
         out = engine_forecast(params, x, k, levels, jnp.zeros((0,)), H, int(t.eval_paths))
         paths = np.asarray(out.log_paths)
         realized = np.cumsum(data.y_raw[p])
@@ -106,7 +107,7 @@ def validation_crps(cfg, params: EngineParams, data: EngineData, key) -> dict:
             scores[str(h)].append(crps_sample(paths[:, h - 1], realized[h - 1]))
         q = np.quantile(paths[:, -1], [0.1, 0.9])
         cover.append(q[0] <= realized[-1] <= q[1])
-    return {"val_crps": {h: float(np.mean(v)) for h, v in scores.items()}, "val_dates": int(len(pos)),
+    return {"val_crps": {h: float(np.mean(v)) for h, v in scores.items()}, "val_dates": len(pos),
             "val_cover_p10_p90_last_step": float(np.mean(cover)), "eval_paths": int(t.eval_paths)}
 
 
@@ -170,6 +171,7 @@ def train_experiment(cfg: DictConfig, progress: bool = True, run_dir: Path | Non
 
     t0 = time.perf_counter()
     trend, meta_report = stages.fit_ensemble(cfg, data, res_s.model, res_t.model)
+    ewaf_path = meta_report.pop("ewaf_path")             # (n_val, 3) EWAF losses over the validation dates
     checkpoint("trend", trend)
     done("meta_weights", t0, **meta_report)
 
@@ -191,19 +193,18 @@ def train_experiment(cfg: DictConfig, progress: bool = True, run_dir: Path | Non
     metrics = validation_crps(cfg, params, data, keys["eval"])
     done("eval", t0, **metrics)
 
-    last = data.val[-1]
-    comps = np.asarray(stages.component_means(trend, jax.tree_util.tree_map(lambda a: a[last:last + 1], data.inputs)))[0]
-    ewaf = EwafState(losses=[float(meta_report["ewaf_losses"][c]) for c in COMPONENTS], n_updates=len(data.val),
-                     last_as_of=data.as_of[last].isoformat(), pending=comps.tolist(),
-                     pending_loc=float(data.loc[last]), pending_scale=float(data.scale[last]))
-    now = dt.datetime.now(dt.timezone.utc)
+    known_at = data.hist.index[data.rows[data.val] + 1]      # when each first-step error is realized
+    ewaf = EwafState(losses=[float(v) for v in ewaf_path[-1]], n_updates=len(data.val),
+                     last_as_of=known_at[-1].isoformat(),
+                     history=[[t.isoformat(), [float(v) for v in row]] for t, row in zip(known_at, ewaf_path)])
+    now = dt.datetime.now(dt.UTC)
     experiment = str(cfg.get("experiment_name") or "custom")
     entry = RegistryEntry(
         version=make_version(asset, experiment, params, now), asset_id=asset, experiment=experiment,
         created_at=now.isoformat(), seed=int(cfg.seed), git_sha=git_sha(), data_ranges=data.ranges(),
         hyperparameters=OmegaConf.to_container(e, resolve=True), teacher=source,
         stages={"seconds": timings, **reports}, metrics=metrics)
-    entry = register(registry_dir(cfg), entry, params, ewaf_state=ewaf.__dict__ | {"components": list(COMPONENTS)})
+    entry = register(registry_dir(cfg), entry, params, ewaf_state=asdict(ewaf) | {"components": list(COMPONENTS)})
     console.print(f"[bold]registered[/] {entry.version} -> {entry.path}")
     return entry
 

@@ -77,7 +77,7 @@ def params_hash(params) -> str:
 
 
 def make_version(asset_id: str, experiment: str, params, now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     slug = asset_id.lower().replace("/", "-")
     return f"{slug}-{experiment}-{now.strftime('%Y%m%dT%H%M%S')}-{params_hash(params)}"
 
@@ -158,8 +158,9 @@ def run_list(cfg: DictConfig, targets: list[str], run_dir: Path) -> list[dict]:
     root = registry_dir(cfg)
     entries = [e for e in list_entries(root) if not targets or e.asset_id in targets]
     table = Table(title=f"registered engine versions ({root})")
-    for col in ("version", "asset", "experiment", "created (UTC)", "train", "val", "seed", "git sha",
-                "teacher", "val CRPS h1/h7/h14"):
+    table.add_column("version", overflow="fold")
+    for col in ("asset", "experiment", "created (UTC)", "train", "val", "seed", "git sha", "teacher",
+                "val CRPS h1/h7/h14"):
         table.add_column(col)
     rows = []
     for e in entries:

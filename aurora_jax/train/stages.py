@@ -29,7 +29,13 @@ from aurora_jax.models.rectified_flow import ResidualFlow
 from aurora_jax.models.ssm_student import SSMStudent
 from aurora_jax.models.tcn_lite import TCNLite
 from aurora_jax.models.trend_ensemble import (
-    COMPONENTS, TrendEnsemble, context_dim, context_vector, fit_meta_logits, replay_ewaf, revin_shift,
+    COMPONENTS,
+    TrendEnsemble,
+    context_dim,
+    context_vector,
+    fit_meta_logits,
+    replay_ewaf,
+    revin_shift,
 )
 from aurora_jax.train.dataset import EngineData
 from aurora_jax.train.distill import DistillLoss
@@ -104,12 +110,33 @@ class StudentLoss:
             out["distill"] = self.distill.noise(rng, data["teacher"])
         return out
 
+    @property
+    def parts(self) -> tuple:
+        """The ELBO and (if any) the distillation term, differentiated separately (loop doc)."""
+        elbo = StudentELBOPart(self.batch_size, self.elbo_samples, self.latent_dim)
+        return (elbo,) if self.distill is None else (elbo, StudentDistillPart(self.distill))
+
+    def __call__(self, model: SSMStudent, data: dict, noise: dict):
+        return sum(part(model, data, noise) for part in self.parts)
+
+
+@dataclass(frozen=True)
+class StudentELBOPart:
+    batch_size: int
+    elbo_samples: int
+    latent_dim: int
+
     def __call__(self, model: SSMStudent, data: dict, noise: dict):
         idx = noise["idx"]
-        value = -student_elbo(model, take(data["inputs"], idx), data["y"][idx], data["mask"][idx], noise["eps"])
-        if self.distill is not None:
-            value = value + self.distill(model, data["teacher"], noise["distill"])
-        return value
+        return -student_elbo(model, take(data["inputs"], idx), data["y"][idx], data["mask"][idx], noise["eps"])
+
+
+@dataclass(frozen=True)
+class StudentDistillPart:
+    distill: DistillLoss
+
+    def __call__(self, model: SSMStudent, data: dict, noise: dict):
+        return self.distill(model, data["teacher"], noise["distill"])
 
 
 def student_val_loss(model: SSMStudent, data: dict):
@@ -194,10 +221,11 @@ def fit_ensemble(cfg, data: EngineData, student: SSMStudent, tcn: TCNLite) -> tu
     combined = np.einsum("nj,njh->nh", w[np.clip(rid, 0, n_reg - 1)], comps)
     mse["ensemble"] = float(np.sum(mask * (y - combined) ** 2) / mask.sum())
     mse["zero"] = float(np.sum(mask * y**2) / mask.sum())
-    losses = replay_ewaf(comps, y, mask, float(cfg.model.trend.ewaf.discount))
+    path = replay_ewaf(comps, y, mask, float(cfg.model.trend.ewaf.discount))
+    losses = path[-1]
     report = {"val_mse": mse, "meta_weights": {str(r): dict(zip(COMPONENTS, map(float, w[r]))) for r in range(n_reg)},
               "regime_counts_val": np.bincount(rid, minlength=n_reg).tolist(),
-              "ewaf_losses": dict(zip(COMPONENTS, map(float, losses)))}
+              "ewaf_losses": dict(zip(COMPONENTS, map(float, losses))), "ewaf_path": path}
     return ens, report
 
 
@@ -241,10 +269,10 @@ def train_flow(cfg, data: EngineData, cond: np.ndarray, resid: np.ndarray, key, 
                progress: bool) -> FitResult:
     t = cfg.model.train
     f_cfg = t.flow
-    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
     train = {"x": f32(resid[data.train]), "cond": f32(cond[data.train]), "mask": f32(data.y_mask[data.train])}
     draws = int(f_cfg.val_draws)
-    rep = lambda a: f32(np.repeat(a[data.val], draws, axis=0))  # noqa: E731
+    rep = lambda a: f32(np.repeat(a[data.val], draws, axis=0))
     val = {"x": rep(resid), "cond": rep(cond), "mask": rep(data.y_mask)}
     n_val = val["x"].shape[0]
     val["t"] = f32(rng.random(n_val, dtype=np.float32))

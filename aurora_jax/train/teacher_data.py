@@ -37,8 +37,17 @@ from aurora_jax.data.store import MarketStore
 from aurora_jax.errors import InvalidParameterError, ModelUnavailableError
 from aurora_jax.sim.jumps import max_rate_for_cap
 from aurora_jax.sim.teacher import (
-    Teacher, TeacherData, TeacherSpec, _simulate_states, init_teacher, list_versions, load_teacher,
-    regime_features, run_fit, teacher_dir, teacher_meta,
+    Teacher,
+    TeacherData,
+    TeacherSpec,
+    _simulate_states,
+    init_teacher,
+    list_versions,
+    load_teacher,
+    regime_features,
+    run_fit,
+    teacher_dir,
+    teacher_meta,
 )
 from aurora_jax.train.dataset import EngineData
 from aurora_jax.train.distill import TeacherSet

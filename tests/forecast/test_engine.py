@@ -14,7 +14,12 @@ from aurora_jax.errors import InvalidParameterError
 from aurora_jax.features.inputs import ModelInputs
 from aurora_jax.forecast.api import threshold_probabilities
 from aurora_jax.forecast.engine import (
-    EngineParams, engine_forecast, flow_condition, forecast_batch, quantiles_no_crossing, simulate_paths,
+    EngineParams,
+    engine_forecast,
+    flow_condition,
+    forecast_batch,
+    quantiles_no_crossing,
+    simulate_paths,
     sort_paths,
 )
 from aurora_jax.models.jump_model import JumpParams, max_rate, sample_jumps
@@ -49,7 +54,7 @@ def params(cfg):
 
 def make_inputs(seed: int, dim: int = 48, lookback: int = 128) -> ModelInputs:
     rng = np.random.default_rng(seed)
-    f = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    f = lambda a: jnp.asarray(a, jnp.float32)
     mask = np.ones(lookback)
     mask[:10] = 0.0
     return ModelInputs(
@@ -61,17 +66,23 @@ def make_inputs(seed: int, dim: int = 48, lookback: int = 128) -> ModelInputs:
 
 
 LEVELS = jnp.asarray([0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95])
+N = 1000   # paths everywhere (one compiled shape)
 
 
 def test_reconstruction_is_trend_plus_jump_plus_residual(params):
     x = make_inputs(1)
     key = jax.random.PRNGKey(7)
-    out = engine_forecast(params, x, key, LEVELS, jnp.zeros((0,)), H, 2000)
+    out = engine_forecast(params, x, key, LEVELS, jnp.zeros((0,)), H, N)
     k_jump, k_flow = jax.random.split(key)
-    trend = params.trend(x)
-    resid = params.flow.sample(flow_condition(x, trend), k_flow, 2000, params.flow_steps)
-    jumps = sample_jumps(params.jumps, x, k_jump, H, 2000)
-    r = x.revin_loc + x.revin_scale * (trend.mean + resid) + jumps
+
+    @jax.jit
+    def pieces(params, x):
+        trend = params.trend(x)
+        return trend.mean, params.flow.sample(flow_condition(x, trend), k_flow, N, params.flow_steps)
+
+    trend_mean, resid = pieces(params, x)
+    jumps = sample_jumps(params.jumps, x, k_jump, H, N)
+    r = x.revin_loc + x.revin_scale * (trend_mean + resid) + jumps
     np.testing.assert_allclose(np.asarray(out.log_paths), np.cumsum(np.asarray(r), axis=1), rtol=1e-5, atol=1e-6)
     # the residual part has zero mean at every step (centred across paths)
     np.testing.assert_allclose(np.asarray(resid).mean(0), 0.0, atol=1e-5)
@@ -83,7 +94,7 @@ def test_reconstruction_is_trend_plus_jump_plus_residual(params):
 
 def test_quantiles_match_numpy_and_never_cross(params):
     x = make_inputs(2)
-    out = engine_forecast(params, x, jax.random.PRNGKey(3), LEVELS, jnp.zeros((0,)), H, 3000)
+    out = engine_forecast(params, x, jax.random.PRNGKey(3), LEVELS, jnp.zeros((0,)), H, N)
     lp = np.asarray(out.log_paths)
     ref = float(x.spot) * np.exp(np.quantile(lp, np.asarray(LEVELS), axis=0).T)
     np.testing.assert_allclose(np.asarray(out.quantiles), ref, rtol=2e-5)
@@ -108,31 +119,31 @@ def test_threshold_probabilities_match_the_api_convention(params):
     spot = float(x.spot)
     ks = np.array([0.9, 0.97, 1.02, 1.1]) * spot
     out = engine_forecast(params, x, jax.random.PRNGKey(4), LEVELS, jnp.log(jnp.asarray(ks / spot, jnp.float32)),
-                          H, 4000)
+                          H, N)
     prices = spot * np.exp(np.asarray(out.log_paths, dtype=np.float64))
     ref = threshold_probabilities(prices, spot, ks)
     for j, r in enumerate(ref):
-        assert abs(float(out.p_below[j]) - r["p_below"]) < 2e-3
-        assert abs(float(out.p_above[j]) - r["p_above"]) < 2e-3
-        assert abs(float(out.p_touch[j]) - r["p_touch"]) < 2e-3
+        assert abs(float(out.p_below[j]) - r["p_below"]) < 3e-3
+        assert abs(float(out.p_above[j]) - r["p_above"]) < 3e-3
+        assert abs(float(out.p_touch[j]) - r["p_touch"]) < 3e-3
         assert float(out.p_touch[j]) >= (float(out.p_below[j]) if ks[j] < spot else float(out.p_above[j]))
 
 
 def test_deterministic_and_vmappable(params):
     xs = [make_inputs(s) for s in (4, 5, 6)]
     keys = jax.random.split(jax.random.PRNGKey(9), 3)
-    a = engine_forecast(params, xs[0], keys[0], LEVELS, jnp.zeros((0,)), H, 1000)
-    b = engine_forecast(params, xs[0], keys[0], LEVELS, jnp.zeros((0,)), H, 1000)
-    c = engine_forecast(params, xs[0], keys[1], LEVELS, jnp.zeros((0,)), H, 1000)
+    a = engine_forecast(params, xs[0], keys[0], LEVELS, jnp.zeros((0,)), H, N)
+    b = engine_forecast(params, xs[0], keys[0], LEVELS, jnp.zeros((0,)), H, N)
+    c = engine_forecast(params, xs[0], keys[1], LEVELS, jnp.zeros((0,)), H, N)
     np.testing.assert_array_equal(np.asarray(a.log_paths), np.asarray(b.log_paths))
     assert not np.array_equal(np.asarray(a.log_paths), np.asarray(c.log_paths))
     stacked = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *xs)
-    batch = forecast_batch(params, stacked, keys, LEVELS, jnp.zeros((0,)), H, 1000)
+    batch = forecast_batch(params, stacked, keys, LEVELS, jnp.zeros((0,)), H, N)
     for i, x in enumerate(xs):
-        one = engine_forecast(params, x, keys[i], LEVELS, jnp.zeros((0,)), H, 1000)
+        one = engine_forecast(params, x, keys[i], LEVELS, jnp.zeros((0,)), H, N)
         np.testing.assert_allclose(np.asarray(batch.quantiles[i]), np.asarray(one.quantiles), rtol=1e-5)
     # EWAF losses re-weight the trend inside the same compiled function
-    w = engine_forecast(params, xs[0], keys[0], LEVELS, jnp.zeros((0,)), H, 1000,
+    w = engine_forecast(params, xs[0], keys[0], LEVELS, jnp.zeros((0,)), H, N,
                         jnp.asarray([4.0, 0.0, 0.0])).trend_weights
     assert float(w[0]) < float(a.trend_weights[0])
 

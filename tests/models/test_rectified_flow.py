@@ -36,7 +36,7 @@ def test_learns_a_conditional_scale_and_centres_samples():
 
     for _ in range(800):
         x1, c = _data(rng, 256)
-        params, state, v = step(params, state, x1, c, rng.random(256, dtype=np.float32),
+        params, state, _ = step(params, state, x1, c, rng.random(256, dtype=np.float32),
                                 rng.standard_normal((256, 4)).astype(np.float32))
     model = eqx.combine(params, static)
     lo = np.asarray(model.sample(jnp.array([-0.5]), jax.random.PRNGKey(1), 4000, 8))

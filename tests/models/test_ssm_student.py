@@ -12,12 +12,15 @@ from scipy import stats
 
 from aurora_jax.errors import InvalidParameterError
 from aurora_jax.models.ssm_student import (
-    DiagonalSSMBlock, SSMStudent, student_t_from_uniforms, student_t_logpdf,
+    DiagonalSSMBlock,
+    SSMStudent,
+    student_t_from_uniforms,
+    student_t_logpdf,
 )
 
 
 def _student(key=0, **kw):
-    args = dict(d_model=8, state_dim=4, n_blocks=2, latent_dim=3, hidden=16, nu_min=2.5)
+    args = {"d_model": 8, "state_dim": 4, "n_blocks": 2, "latent_dim": 3, "hidden": 16, "nu_min": 2.5}
     args.update(kw)
     return SSMStudent(5, 6, key=jax.random.PRNGKey(key), **args)
 
@@ -44,23 +47,24 @@ def test_block_convolution_equals_the_diagonal_recurrence():
 
 def test_encoder_is_causal_and_ignores_left_padding():
     st = _student()
+    encode = eqx.filter_jit(lambda s, r, m, c: s.encode(r, m, c))
     r = jax.random.normal(jax.random.PRNGKey(4), (40,))
     m = jnp.ones(40)
     ctx = jnp.linspace(-1, 1, 5)
-    base = st.encode(r, m, ctx)
+    base = encode(st, r, m, ctx)
     # left padding (masked zeros) changes nothing
-    padded = st.encode(jnp.concatenate([jnp.zeros(24), r]), jnp.concatenate([jnp.zeros(24), m]), ctx)
+    padded = encode(st, jnp.concatenate([jnp.zeros(24), r]), jnp.concatenate([jnp.zeros(24), m]), ctx)
     np.testing.assert_allclose(base, padded, rtol=1e-5, atol=1e-6)
     # garbage under the mask changes nothing either
-    junk = st.encode(jnp.concatenate([jnp.full(24, 7.0), r]), jnp.concatenate([jnp.zeros(24), m]), ctx)
+    junk = encode(st, jnp.concatenate([jnp.full(24, 7.0), r]), jnp.concatenate([jnp.zeros(24), m]), ctx)
     np.testing.assert_allclose(base, junk, rtol=1e-5, atol=1e-6)
     # the latest return does matter
-    moved = st.encode(r.at[-1].add(3.0), m, ctx)
+    moved = encode(st, r.at[-1].add(3.0), m, ctx)
     assert float(jnp.abs(moved - base).max()) > 1e-4
     # block outputs are causal: changing the last step leaves earlier outputs intact
-    blk = st.blocks[0]
+    blk = eqx.filter_jit(lambda b, x: b(x, jnp.ones(30)))
     x = jax.random.normal(jax.random.PRNGKey(5), (30, 8))
-    y1, y2 = blk(x, jnp.ones(30)), blk(x.at[-1].add(5.0), jnp.ones(30))
+    y1, y2 = blk(st.blocks[0], x), blk(st.blocks[0], x.at[-1].add(5.0))
     np.testing.assert_allclose(y1[:-1], y2[:-1], rtol=1e-6, atol=1e-6)
 
 
@@ -124,7 +128,7 @@ def test_elbo_training_learns_the_return_scale():
 
     st = _student(11, n_blocks=1)
     rng = np.random.default_rng(0)
-    n = 256
+    n = 128
     ys = jnp.asarray(2.0 * rng.standard_t(5, (n, 6)), jnp.float32)
     ret = jnp.asarray(rng.standard_normal((n, 16)), jnp.float32)
     ctx = jnp.zeros((n, 5))
@@ -133,7 +137,7 @@ def test_elbo_training_learns_the_return_scale():
         s0 = jax.vmap(model.encode)(ret, jnp.ones((n, 16)), ctx)
         return -jnp.mean(jax.vmap(model.elbo)(s0, ys, jnp.ones((n, 6)), eps)) / 6
 
-    opt = optax.adam(0.02)
+    opt = optax.adam(0.04)
     params, static = eqx.partition(st, eqx.is_inexact_array)
     state = opt.init(params)
 
@@ -144,7 +148,7 @@ def test_elbo_training_learns_the_return_scale():
         return eqx.apply_updates(params, upd), state, val
 
     first = None
-    for i in range(150):
+    for i in range(80):
         params, state, val = step(params, state, jnp.asarray(rng.standard_normal((n, 1, 6, 3)), jnp.float32))
         first = float(val) if first is None else first
     model = eqx.combine(params, static)

@@ -16,8 +16,15 @@ from aurora_jax.models.ar_local import ARLocal
 from aurora_jax.models.ssm_student import SSMStudent
 from aurora_jax.models.tcn_lite import TCNLite
 from aurora_jax.models.trend_ensemble import (
-    COMPONENTS, EwafState, EwafTracker, TrendEnsemble, ewaf_errors, ewaf_update, fit_meta_logits,
-    realized_returns_since, replay_ewaf,
+    COMPONENTS,
+    EwafState,
+    EwafTracker,
+    TrendEnsemble,
+    ewaf_errors,
+    ewaf_update,
+    fit_meta_logits,
+    realized_returns_since,
+    replay_ewaf,
 )
 
 
@@ -58,8 +65,10 @@ def test_replay_scores_first_steps():
     comps = np.zeros((5, 3, 2))
     comps[:, 1, 0] = 1.0
     y = np.ones((5, 2))
-    losses = replay_ewaf(comps, y, np.ones_like(y), 1.0)
-    np.testing.assert_allclose(losses, [5.0, 0.0, 5.0])
+    path = replay_ewaf(comps, y, np.ones_like(y), 1.0)
+    assert path.shape == (5, 3)
+    np.testing.assert_allclose(path[-1], [5.0, 0.0, 5.0])
+    np.testing.assert_allclose(path[1], [2.0, 0.0, 2.0])
 
 
 def test_tracker_persists_and_scores_realized_closes(tmp_path):
@@ -76,6 +85,10 @@ def test_tracker_persists_and_scores_realized_closes(tmp_path):
     expected = ewaf_errors(pending, 0.0, 0.01, realized)
     np.testing.assert_allclose(s2.losses, expected, rtol=1e-9)
     assert s2.n_updates == 1
+    # point in time: the losses are known from idx[4] on; before that, pure meta-weights
+    assert s2.history == [[idx[4].isoformat(), s2.losses]]
+    np.testing.assert_allclose(s2.losses_at(idx[3]), 0.0)
+    np.testing.assert_allclose(s2.losses_at(idx[5]), expected, rtol=1e-6)
     # persisted, and a historical as-of does not rewrite it
     on_disk = json.loads((tmp_path / "ewaf" / "BTC-USD.json").read_text())
     assert on_disk["n_updates"] == 1 and on_disk["last_as_of"] == idx[4].isoformat()

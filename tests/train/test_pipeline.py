@@ -15,7 +15,14 @@ from aurora_jax.errors import ModelUnavailableError
 from aurora_jax.forecast.engine import EngineParams, engine_forecast
 from aurora_jax.train.checkpoint import restore_pytree
 from aurora_jax.train.dataset import attach_inputs, build_dataset
-from aurora_jax.train.registry import list_entries, load_latest, load_version, params_hash, registry_dir, run_list
+from aurora_jax.train.registry import (
+    list_entries,
+    load_latest,
+    load_version,
+    params_hash,
+    registry_dir,
+    run_list,
+)
 
 LEVELS = jnp.asarray([0.05, 0.25, 0.5, 0.75, 0.95])
 
@@ -25,7 +32,7 @@ def _val_forecasts(cfg, params, store, n_dates=3):
     attach_inputs(data, params.vol_path, cfg)
     outs = []
     for j, p in enumerate(data.val[:: max(1, len(data.val) // n_dates)][:n_dates]):
-        x = jax.tree_util.tree_map(lambda a: a[p], data.inputs)
+        x = jax.tree_util.tree_map(lambda a, p=p: a[p], data.inputs)
         outs.append(engine_forecast(params, x, jax.random.PRNGKey(100 + j), LEVELS, jnp.zeros((0,)), 5, 1000))
     return data, outs
 
@@ -54,7 +61,10 @@ def test_registry_entry_describes_the_model(smoke_run):
     assert (folder / "params" / "skeleton.pkl").exists() and (folder / "ewaf" / "SPX.json").exists()
     assert not [p for p in registry_dir(cfg).iterdir() if p.name.startswith(".tmp")]
     ewaf = json.loads((folder / "ewaf" / "SPX.json").read_text())
-    assert len(ewaf["losses"]) == 3 and pd.Timestamp(ewaf["last_as_of"]) == pd.Timestamp(va[1])
+    assert len(ewaf["losses"]) == 3 and len(ewaf["history"]) == e.data_ranges["n_val"]
+    # replayed over the validation dates; each entry dated when its error was realized
+    assert pd.Timestamp(va[1]) < pd.Timestamp(ewaf["last_as_of"]) == pd.Timestamp(ewaf["history"][-1][0])
+    assert ewaf["history"][-1][1] == ewaf["losses"] and ewaf["pending"] is None
 
 
 def test_same_seed_gives_bit_identical_forecasts(smoke_run, spx_store):
@@ -73,7 +83,7 @@ def test_trained_forecast_is_sane(smoke_run, spx_store):
     cfg = smoke_run.cfg
     params, entry = load_latest(cfg, "SPX")
     assert isinstance(params, EngineParams) and entry.version == smoke_run.versions[-1]
-    data, outs = _val_forecasts(cfg, params, spx_store)
+    _, outs = _val_forecasts(cfg, params, spx_store)
     for o in outs:
         q = np.asarray(o.quantiles)
         assert np.all(np.diff(q, axis=1) >= 0) and np.all(np.isfinite(q))
@@ -101,3 +111,41 @@ def test_models_command_and_missing_model(smoke_run, tmp_path, capsys):
     assert "registered engine versions" in capsys.readouterr().out
     with pytest.raises(ModelUnavailableError, match="BTC-USD"):
         load_latest(smoke_run.cfg, "BTC-USD")
+
+
+def test_forecast_from_snapshot_updates_the_ewaf_state(smoke_run, spx_store):
+    """The integration point: snapshot -> inputs (model's vol path) -> engine, EWAF persisted,
+    point in time and repeatable."""
+    from aurora_jax.features.inputs import build_inputs, snapshot_for_inputs
+    from aurora_jax.forecast.engine import forecast_from_snapshot
+    from aurora_jax.models.trend_ensemble import EwafTracker
+
+    cfg = smoke_run.cfg
+    params, entry = load_latest(cfg, "SPX")
+    tracker = EwafTracker(entry.ewaf_path(), float(cfg.model.trend.ewaf.discount))
+    before = tracker.load()
+    t0 = pd.Timestamp(before.last_as_of) + pd.Timedelta(days=30)
+    snap, hourly = snapshot_for_inputs(spx_store, "SPX", t0, cfg)
+    key = jax.random.PRNGKey(5)
+    out, info = forecast_from_snapshot(params, entry, snap, hourly, cfg, key, 5, 1000, thresholds=[1900.0, 2200.0])
+    assert info.asset_id == "SPX" and "price" in info.groups_used
+    x, _ = build_inputs(snap, cfg, vol_params=params.vol_path, hourly=hourly)
+    ref = engine_forecast(params, x, key, jnp.asarray([0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95]),
+                          jnp.log(jnp.asarray([1900.0, 2200.0]) / x.spot), 5, 1000, jnp.asarray(before.losses_array()))
+    np.testing.assert_allclose(np.asarray(out.quantiles), np.asarray(ref.quantiles), rtol=1e-6)
+    first = tracker.load()
+    assert pd.Timestamp(first.last_as_of) == snap.as_of and first.pending is not None
+    assert first.n_updates == before.n_updates          # nothing was pending after training
+    # the same request again: same numbers, same state
+    again, _ = forecast_from_snapshot(params, entry, snap, hourly, cfg, key, 5, 1000, thresholds=[1900.0, 2200.0])
+    np.testing.assert_array_equal(np.asarray(again.quantiles), np.asarray(out.quantiles))
+    assert tracker.load() == first
+    # an older as-of leaves the persisted state alone; a later one scores the pending forecasts
+    old, old_h = snapshot_for_inputs(spx_store, "SPX", t0 - pd.Timedelta(days=10), cfg)
+    forecast_from_snapshot(params, entry, old, old_h, cfg, key, 5, 1000)
+    assert tracker.load() == first
+    later, later_h = snapshot_for_inputs(spx_store, "SPX", t0 + pd.Timedelta(days=7), cfg)
+    forecast_from_snapshot(params, entry, later, later_h, cfg, key, 5, 1000)
+    third = tracker.load()
+    assert third.n_updates == first.n_updates + 1 and len(third.history) == len(first.history) + 1
+    assert third.losses != first.losses and pd.Timestamp(third.history[-1][0]) == later.as_of
