@@ -430,24 +430,20 @@ def _simulate_core(
 _simulate_states = eqx.filter_jit(_simulate_core)
 
 
+def _build_sde(spec: TeacherSpec, key: PRNGKeyArray) -> NFSDE:
+    """The NFSDE with the architecture and bounds of ``spec`` (fresh weights from ``key``)."""
+    return NFSDE(
+        spec.latent_dim, spec.zdim, delta=spec.delta, width=spec.width, depth=spec.depth,
+        u_max=spec.u_max, nu_max=spec.nu_max, lev_max=spec.lev_max, sigma_max=spec.sigma_max,
+        j_max=spec.j_max, gamma_max=spec.gamma_max, key=key,
+    )
+
+
 def init_teacher(spec: TeacherSpec, data: TeacherData, key: PRNGKeyArray) -> Teacher:
     """Initial parameters from simple moments of the data (a sane start for the optimiser)."""
     zr = data.z_raw[np.all(np.isfinite(data.z_raw), axis=1)]
     z_mean, z_std = zr.mean(axis=0), zr.std(axis=0) + 1e-8
-    sde = NFSDE(
-        spec.latent_dim,
-        spec.zdim,
-        delta=spec.delta,
-        width=spec.width,
-        depth=spec.depth,
-        u_max=spec.u_max,
-        nu_max=spec.nu_max,
-        lev_max=spec.lev_max,
-        sigma_max=spec.sigma_max,
-        j_max=spec.j_max,
-        gamma_max=spec.gamma_max,
-        key=key,
-    )
+    sde = _build_sde(spec, key)
     # neural drift starts at zero: zero the last layer
     last = sde.drift.mlp.layers[-1]
     sde = eqx.tree_at(lambda m: m.drift.mlp.layers[-1].weight, sde, jnp.zeros_like(last.weight))
@@ -841,20 +837,7 @@ def save_teacher(
 
 
 def _skeleton(spec: TeacherSpec) -> Teacher:
-    sde = NFSDE(
-        spec.latent_dim,
-        spec.zdim,
-        delta=spec.delta,
-        width=spec.width,
-        depth=spec.depth,
-        u_max=spec.u_max,
-        nu_max=spec.nu_max,
-        lev_max=spec.lev_max,
-        sigma_max=spec.sigma_max,
-        j_max=spec.j_max,
-        gamma_max=spec.gamma_max,
-        key=jax.random.key(0),
-    )
+    sde = _build_sde(spec, jax.random.key(0))
     z = jnp.zeros((spec.zdim,))
     return _strong_f32(
         Teacher(
