@@ -39,7 +39,7 @@ from aurora_jax.models.garch import GarchSpec, fit_garch, simulate_garch
 from aurora_jax.models.jump_model import sample_jumps
 from aurora_jax.train.dataset import load_history
 from aurora_jax.train.pipeline import engine_config, open_store, train_experiment
-from aurora_jax.train.registry import list_entries, load_params, registry_dir
+from aurora_jax.train.registry import compatible_entries, load_params
 
 LEVELS = (0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95)
 
@@ -53,7 +53,7 @@ def benchmark_model(cfg: DictConfig, asset: str, train_end: pd.Timestamp, consol
     """``(params, entry)``: the newest registered engine for ``asset`` whose data ends by
     ``train_end`` (+1 day for the close stamp), else one trained now with ``train.end = train_end``."""
     limit = train_end + pd.Timedelta(days=1)
-    ok = [e for e in list_entries(registry_dir(cfg), asset)
+    ok = [e for e in compatible_entries(cfg, asset)
           if pd.Timestamp(e.data_ranges["history"][1]) <= limit]
     if ok:
         return load_params(ok[-1]), ok[-1]

@@ -84,7 +84,7 @@ def _bar_interval(name: str) -> pd.Timedelta | None:
     return None if m is None else pd.Timedelta(m["iv"].replace("m", "min"))
 
 
-def _as_of_sample(t_ns: np.ndarray, v: np.ndarray, grid_ns: np.ndarray) -> np.ndarray:
+def as_of_sample(t_ns: np.ndarray, v: np.ndarray, grid_ns: np.ndarray) -> np.ndarray:
     """Last value with ``timestamp <= t`` at each grid time ``t`` (NaN before the first)."""
     idx = np.searchsorted(t_ns, grid_ns, side="right") - 1
     out = v[np.maximum(idx, 0)].astype(float)
@@ -163,7 +163,7 @@ def snapshot(
             data[m["base"]] = _window_agg(t_ns, v, grid_ns, step.value, _AGG[m["field"]])
             frame_groups[m["base"]] = "price"
         else:
-            data[col] = _as_of_sample(t_ns, v, grid_ns)
+            data[col] = as_of_sample(t_ns, v, grid_ns)
             frame_groups[col] = column_groups[col]
     frame = pd.DataFrame(data, index=grid)
     frame.index.name = "timestamp"

@@ -20,6 +20,10 @@ With log-returns ``r_i`` over elapsed years ``dt_i``:
   ``[-1, 1]``, ``(f_S - mean_M f) / std_M f``, annualised ``f_S * periods_per_day * 365.25``;
   basis likewise (percentile and z); ``funding_percent`` says the rate is in %;
 * on-chain: ``(mean_S log x - mean_M log x) / std_M log x`` per series; volume likewise;
+* cross-asset: ``corr_btc`` = correlation of the asset's daily log-returns with the reference
+  asset's (``regime.cross.reference``, BTC-USD) over the long window L, from the reference close
+  that :func:`aurora_jax.features.cross_asset.with_reference_close` puts in the frame as
+  ``xref_close`` (as-of sampled on the asset's grid); absent for the reference asset itself;
 * macro (DXY and equity in logs, yields in levels): ``z_W = (x_t - x_{t-W}) / (s sqrt(W))`` with
   ``s^2 = sum_M (dx)^2 / sum_M dt_days``, for W = S and L.
 
@@ -72,8 +76,12 @@ BLOCKS: dict[str, tuple[str, ...]] = {
     "dxy": ("dxy_change_short_z", "dxy_change_long_z"),
     "rates": ("rates_change_short_z", "rates_change_long_z"),
     "equity": ("equity_change_short_z", "equity_change_long_z"),
+    "cross": ("corr_btc",),
 }
 """Regime blocks and their descriptors, in vector order. Each block has one mask entry."""
+
+REFERENCE_CLOSE = "xref_close"
+"""Frame column holding the reference asset's close (see :mod:`aurora_jax.features.cross_asset`)."""
 
 EXTRA: tuple[str, ...] = ("skew_level",)
 """Descriptor-frame columns outside the regime vector (raw levels other stages forecast)."""
@@ -90,6 +98,7 @@ BLOCK_GROUP: dict[str, str] = {
     "dxy": "macro",
     "rates": "macro",
     "equity": "macro",
+    "cross": "price",
 }
 """The snapshot feature group each block is drawn from."""
 
@@ -370,6 +379,15 @@ def _descriptors(frame, close, regime_cfg, iv_percent, hourly_close) -> pd.DataF
         lvl = np.log(lvl.where(lvl > 0)) if use_log else lvl
         a, b = _change_z(lvl, cfg, dens)
         out[f"{block}_change_short_z"], out[f"{block}_change_long_z"] = a, b
+
+    # cross-asset: rolling correlation with the reference asset's daily log-returns
+    ref = _first_column(frame, [REFERENCE_CLOSE])
+    if ref is not None:
+        rr, _ = log_returns(fresh(ref, stale["cross"]))
+        both = r.notna() & rr.notna()
+        out["corr_btc"] = _roll(r.where(both), L, mL).corr(rr.where(both)).clip(-1.0, 1.0)
+    else:
+        out["corr_btc"] = np.nan
 
     order = [n for names_ in BLOCKS.values() for n in names_] + list(EXTRA)
     return out[order].replace([np.inf, -np.inf], np.nan)

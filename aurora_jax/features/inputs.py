@@ -328,14 +328,18 @@ def build_inputs(
 def snapshot_for_inputs(
     store: MarketStore, asset_id: str, as_of, cfg
 ) -> tuple[Snapshot, Snapshot | None]:
-    """The daily snapshot (``inputs.snapshot_days``) and, when the asset has hourly bars and
+    """The daily snapshot (``inputs.snapshot_days``, with the reference asset's close for the
+    cross-asset block: :mod:`aurora_jax.features.cross_asset`) and, when the asset has hourly bars and
     ``inputs.hourly_days > 0``, the hourly price snapshot for intraday realized vol.
 
     ``cfg`` is the root config (``cfg.data`` for groups/staleness, ``cfg.model`` the engine)."""
+    from aurora_jax.features.cross_asset import with_reference_close
+
     e = engine_config(cfg)
     snap = snapshot_from_config(
         store, asset_id, as_of, cfg.data, lookback_days=int(e.inputs.snapshot_days)
     )
+    snap = with_reference_close(store, snap, cfg)
     hourly = None
     days = int(e.inputs.hourly_days)
     if days > 0 and any(n in store.feature_names(asset_id) for n in HOURLY_CLOSE_COLUMNS):

@@ -8,9 +8,10 @@ Whitelist (:data:`OVERRIDES`) and what each override acts on, for one (asset, as
 * ``funding_rate`` -- the perpetual funding print at ``t`` (the store's unit, per funding period);
 * ``gamma_squeeze_index`` / ``inventory_unwind_index`` -- the market-maker indices (in
   ``[-mm.bound, mm.bound]``) fed to the engine, set directly;
-* ``corr_btc`` -- correlation of the asset with BTC: bounds-checked, and refused (422 with the
-  reason) unless it is a consistent no-op, because the engine's conditioning set has no
-  cross-asset correlation entry (an effect would have to be invented).
+* ``corr_btc`` -- the regime vector's ``corr_btc`` entry (rolling correlation of the asset's daily
+  log-returns with the reference asset's, ``regime.cross.reference`` = BTC-USD,
+  :mod:`aurora_jax.features.cross_asset`), set directly; for BTC itself only the no-op 1 is
+  accepted (the entry is masked there: BTC's correlation with BTC carries no information).
 
 Conditioning: the column overrides replace the value of row ``t`` in a *copy* of the as-of
 snapshot (earlier rows, the store and the base snapshot are untouched), and every stage is rerun
@@ -29,9 +30,9 @@ calls ``update``: scenario outputs never enter calibration buffers.
 
 Sanity checks (each a 422 :class:`~aurora_jax.errors.InvalidParameterError` naming the override):
 bounds from ``model.scenario``; IV below realized vol by more than ``iv_below_rv_factor`` (or above
-it by more than ``iv_above_rv_factor``); funding / skew beyond the asset's historical extremes
-widened by ``history_margin`` times their range; a column the asset does not have (or that is
-stale at ``t``); inconsistent combinations (``combo``): a high Gamma_Squeeze with IV rich to
+it by more than ``iv_above_rv_factor``); funding / skew / correlation beyond the asset's historical
+extremes widened by ``history_margin`` times their range (the correlation also within [-1, 1]); a
+column the asset does not have (or that is stale at ``t``); inconsistent combinations (``combo``): a high Gamma_Squeeze with IV rich to
 realized vol (dealers long gamma) or a low one with IV cheap, a high Inventory_Unwind (crowded
 longs) with deeply negative funding or a low one with extreme positive funding.
 """
@@ -53,7 +54,8 @@ import pandas as pd
 
 from aurora_jax.data.snapshot import Snapshot
 from aurora_jax.errors import InvalidParameterError
-from aurora_jax.features.inputs import InputsInfo, ModelInputs, build_inputs, snapshot_for_inputs
+from aurora_jax.features.cross_asset import reference_asset
+from aurora_jax.features.inputs import InputsInfo, ModelInputs, build_inputs, history, snapshot_for_inputs
 from aurora_jax.features.mm_indices import MM_NAMES
 from aurora_jax.features.regime_vector import regime_layout
 from aurora_jax.forecast.api import step_dates
@@ -179,6 +181,11 @@ def base_from_snapshot(snap: Snapshot, hourly, cfg, vol_params, store=None, max_
             h = _history(store, snap.asset_id, col, snap.as_of, snap.frame)
             if h is not None:
                 hists[name] = h
+    if reg[lay.index("mask:cross")] > 0:      # the correlation's own history over the snapshot window
+        corr = history(snap, cfg, hourly).desc["corr_btc"].to_numpy(float)
+        corr = corr[np.isfinite(corr)]
+        hists["corr_btc"] = ColumnHistory("corr_btc", float(corr.min()), float(corr.max()), float(corr.mean()),
+                                          float(corr.std()), len(corr))
     return ScenarioBase(
         asset_id=snap.asset_id, as_of=snap.as_of, snap=snap, hourly=hourly, inputs=inputs, info=info,
         vol_params=vol_params, columns=columns, histories=hists, rv_long=float(inputs.rv_level),
@@ -282,13 +289,16 @@ def validate_overrides(overrides: Mapping[str, float], base: ScenarioBase, cfg) 
         v = out["corr_btc"]
         if not -1.0 <= v <= 1.0:
             raise _bad("corr_btc", v, "[-1, 1]")
-        if base.asset_id == str(s.btc_asset):
+        ref = reference_asset(cfg)
+        if base.asset_id == ref:
             if abs(v - 1.0) > 1e-9:
-                raise _bad("corr_btc", v, f"1 for {base.asset_id} itself", "the correlation of BTC with BTC is 1")
+                raise _bad("corr_btc", v, f"1 for {base.asset_id} itself", f"the correlation of {ref} with itself is 1")
+        elif "corr_btc" not in base.histories:
+            raise _bad("corr_btc", v, f"an as-of with {ref} closes over the last {cfg.model.regime.long_days} days",
+                       f"the cross-asset block is masked for {base.asset_id} at {base.as_of.isoformat()}: an "
+                       "override would not reach the engine")
         else:
-            raise _bad("corr_btc", v, f"omitted for {base.asset_id} with this engine",
-                       "the engine's conditioning set (ModelInputs) has no cross-asset correlation entry, so the "
-                       "override cannot reach the forecast without inventing an effect")
+            _history_check("corr_btc", v, base.histories["corr_btc"], margin, f"correlation with {ref}")
     _check_combinations(out, base, cfg)
     return out
 
@@ -361,6 +371,9 @@ def scenario_inputs(base: ScenarioBase, overrides: Mapping[str, float], cfg) -> 
                            f"window), so it would not reach the engine")
     else:
         x, info = base.inputs, base.info
+    if "corr_btc" in overrides and base.asset_id != reference_asset(cfg):
+        i = regime_layout(int(x.regime.shape[0])).index("corr_btc")
+        x = eqx.tree_at(lambda m: m.regime, x, x.regime.at[i].set(float(overrides["corr_btc"])))
     mm = np.asarray(x.mm_indices, np.float32).copy()
     touched = False
     for k, v in overrides.items():

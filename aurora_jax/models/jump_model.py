@@ -12,6 +12,10 @@ On the engine's step grid (one step = one bar, ``k = 0..horizon-1``) with condit
     size             |J| = c s_k Y,  s_k = iv_k / sqrt(bars_per_year),  Y ~ Pareto(alpha, 1)
                      (P(Y > y) = y^-alpha, y >= 1), alpha = tail_min + softplus(raw) > 2
 
+Each (path, step) draws one uniform for its count and one per slot for direction and size
+(the slot's uniform decides the sign and, rescaled, is the Pareto draw); uniforms lie on the open
+interval (0, 1), so ``Y <= 2^(24/alpha)`` is always finite.
+
 so a jump is a move beyond ``c = detect_threshold`` implied per-bar sigmas, with a power-law
 tail. The Hawkes branching ratio ``n = branching_max sigmoid(raw) < 1`` by construction (each
 event adds ``a`` to the intensity, decaying by ``b`` per step; expected offspring
@@ -177,31 +181,39 @@ def _conditioning(params: JumpParams, inputs, horizon: int):
     return iv, lam0, params.p_up(inputs.regime, inputs.mm_indices)
 
 
-def _uniform(key: PRNGKeyArray, shape: tuple[int, ...], minval: float = 0.0) -> Float[Array, "..."]:
-    """Uniforms drawn flat and reshaped (XLA compiles a multi-dimensional threefry draw far slower)."""
-    return jax.random.uniform(key, (int(np.prod(shape)),), minval=minval, maxval=1.0).reshape(shape)
+def _open_uniform(key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "..."]:
+    """Uniforms on the open interval (0, 1): the midpoints ``(m + 1/2) 2^-23`` of the 2^23 cells
+    of float32's grid on [0, 1), from the top 23 bits of one 32-bit draw each. Never 0 or 1, so
+    ``u^(-1/alpha)`` stays finite (drawn flat and reshaped: XLA compiles a multi-dimensional
+    threefry draw far slower)."""
+    bits = jax.random.bits(key, (int(np.prod(shape)),), dtype=jnp.uint32) >> 9
+    return (bits.astype(jnp.float32) * 2.0**-23 + 2.0**-24).reshape(shape)
 
 
 def _poisson_from_uniform(
     u: Float[Array, "..."], lam: Float[Array, "..."], cap: int
 ) -> Int[Array, "..."]:
-    j = jnp.arange(cap, dtype=jnp.float32)
-    lam = jnp.maximum(lam, 1e-30)[..., None]
-    cdf = jnp.cumsum(jnp.exp(-lam + j * jnp.log(lam) - jax.lax.lgamma(j + 1.0)), axis=-1)
-    return (u[..., None] > cdf).sum(-1).astype(jnp.int32)
+    """``N = #{j < cap : u > F(j)}``, the CDF built by ``p_j = p_{j-1} lam / j``."""
+    lam = jnp.maximum(lam, 1e-30)
+    pj, cdf, n = jnp.exp(-lam), jnp.zeros_like(lam), jnp.zeros(lam.shape, jnp.int32)
+    for j in range(cap):
+        cdf = cdf + pj
+        n = n + (u > cdf)
+        pj = pj * lam / (j + 1.0)
+    return n
 
 
 def poisson_capped(key: PRNGKeyArray, lam: Float[Array, "..."], cap: int) -> Int[Array, "..."]:
     """``min(N, cap)`` with ``N ~ Poisson(lam)``, by inverting the CDF at one uniform:
     ``N = #{j < cap : U > F(j)}`` (exact law on ``0..cap-1``; ``P(N = cap) = P(Poisson >= cap)``)."""
-    return _poisson_from_uniform(_uniform(key, lam.shape), lam, cap)
+    return _poisson_from_uniform(_open_uniform(key, lam.shape), lam, cap)
 
 
 def _counts(
     params: JumpParams, lam0: Float[Array, " h"], key: PRNGKeyArray, num_paths: int
 ) -> Int[Array, "paths h"]:
     a, b = params.hawkes_ab()
-    u = _uniform(key, (lam0.shape[0], num_paths))
+    u = _open_uniform(key, (lam0.shape[0], num_paths))
     if params.kind == "poisson":
         return _poisson_from_uniform(u, jnp.broadcast_to(lam0[:, None], u.shape), params.cap).T
 
@@ -214,35 +226,54 @@ def _counts(
     return n.T
 
 
-def _events(
-    params: JumpParams, inputs, key: PRNGKeyArray, horizon: int, num_paths: int
-) -> JumpEvents:
+def _slot_sizes(
+    params: JumpParams, iv: Float[Array, " h"], p_up: Float[Array, ""], counts: Int[Array, "paths h"],
+    key: PRNGKeyArray,
+) -> tuple[Float[Array, "paths h cap"], Float[Array, "paths h cap"]]:
+    """Signed sizes of the ``cap`` slots of every (path, step), zero beyond ``counts``, and the
+    slot mask. One uniform ``u`` per slot gives both: up iff ``u < p_up``, and the rescaled
+    ``u / p_up`` (up) or ``(u - p_up) / (1 - p_up)`` (down) is again uniform and independent of
+    the direction, so it drives the Pareto draw ``Y = r^(-1/alpha)``."""
+    num_paths, horizon = counts.shape
+    u = _open_uniform(key, (num_paths, horizon, params.cap))
+    up = u < p_up
+    r = jnp.where(up, u / p_up, (u - p_up) / (1.0 - p_up))
+    y = jnp.clip(r, 2.0**-24, 1.0) ** (-1.0 / params.alpha)  # Pareto(alpha, 1)
+    mask = (jnp.arange(params.cap)[None, None, :] < counts[..., None]).astype(jnp.float32)
+    sizes = jnp.where(up, 1.0, -1.0) * params.step_scale(iv)[None, :, None] * y
+    return sizes * mask, mask
+
+
+def _check_shape(inputs, horizon: int, num_paths: int) -> None:
     if horizon < 1 or horizon > inputs.iv_path.shape[-1]:
         raise InvalidParameterError(
             "horizon", horizon, f"1..{inputs.iv_path.shape[-1]} (len(iv_path))"
         )
     if num_paths < 1:
         raise InvalidParameterError("num_paths", num_paths, ">= 1")
+
+
+def _sizes(params: JumpParams, inputs, key: PRNGKeyArray, horizon: int, num_paths: int):
+    """``(counts, sizes, mask, key for times)``: the draws shared by events and sums (same key,
+    same jumps)."""
+    _check_shape(inputs, horizon, num_paths)
     iv, lam0, p_up = _conditioning(params, inputs, horizon)
-    k_n, k_u = jax.random.split(key)
+    k_n, k_s, k_t = jax.random.split(key, 3)
     counts = _counts(params, lam0, k_n, num_paths)
-    shape = (num_paths, horizon, params.cap)
-    slot = jnp.arange(params.cap)
-    mask = (slot[None, None, :] < counts[..., None]).astype(jnp.float32)
-    u_t, u_s, u_d = _uniform(k_u, (3, *shape), minval=float(np.finfo(np.float32).tiny))
-    times = jnp.arange(horizon, dtype=jnp.float32)[None, :, None] + jnp.sort(u_t, -1)
-    y = u_s ** (-1.0 / params.alpha)  # Pareto(alpha, 1)
-    sign = jnp.where(u_d < p_up, 1.0, -1.0)
-    sizes = sign * params.step_scale(iv)[None, :, None] * y
-    return JumpEvents(counts, times, sizes * mask, mask)
+    sizes, mask = _slot_sizes(params, iv, p_up, counts, k_s)
+    return counts, sizes, mask, k_t
 
 
 @eqx.filter_jit
 def sample_jump_events(
     params: JumpParams, inputs, key: PRNGKeyArray, horizon: int, num_paths: int
 ) -> JumpEvents:
-    """Counts, times (in steps from the as-of), signed log-sizes and slot mask per path."""
-    return _events(params, inputs, key, horizon, num_paths)
+    """Counts, times (in steps from the as-of), signed log-sizes and slot mask per path. The
+    times ``k + U_(j)`` are sorted uniforms inside each step (the sizes do not depend on them)."""
+    counts, sizes, mask, k_t = _sizes(params, inputs, key, horizon, num_paths)
+    u_t = _open_uniform(k_t, sizes.shape)
+    times = jnp.arange(horizon, dtype=jnp.float32)[None, :, None] + jnp.sort(u_t, -1)
+    return JumpEvents(counts, times, sizes, mask)
 
 
 def expected_jump_sum(params: JumpParams, inputs, horizon: int) -> Float[Array, " horizon"]:
@@ -259,8 +290,8 @@ def sample_jumps(
 ) -> Float[Array, "paths horizon"]:
     """Per-step log-jump contributions ``[num_paths, horizon]`` (compensated when
     ``params.compensate``). Jit-compiled once per (shape, horizon, num_paths)."""
-    ev = _events(params, inputs, key, horizon, num_paths)
-    x = ev.sizes.sum(-1)
+    _, sizes, _, _ = _sizes(params, inputs, key, horizon, num_paths)
+    x = sizes.sum(-1)
     if params.compensate:
         x = x - expected_jump_sum(params, inputs, horizon)[None, :]
     return x

@@ -23,6 +23,7 @@ import pandas as pd
 from aurora_jax.data.snapshot import price_range, snapshot, snapshot_from_config
 from aurora_jax.data.store import MarketStore
 from aurora_jax.errors import DataRangeError, InvalidParameterError
+from aurora_jax.features.cross_asset import with_reference_close
 from aurora_jax.features.inputs import (
     HOURLY_CLOSE_COLUMNS,
     History,
@@ -97,7 +98,8 @@ def load_history(store: MarketStore, asset_id: str, cfg, start=None, end=None) -
         raise DataRangeError("train.end", end.isoformat(), start.isoformat(), last.isoformat())
     warm = int(e.regime.ref_days) + int(e.inputs.lookback_days) + 30
     days = int((end - start).days) + warm
-    snap = snapshot_from_config(store, asset_id, end, cfg.data, lookback_days=days)
+    snap = with_reference_close(store, snapshot_from_config(store, asset_id, end, cfg.data, lookback_days=days),
+                                cfg)
     hourly = None
     if int(e.inputs.hourly_days) > 0 and any(n in store.feature_names(asset_id) for n in HOURLY_CLOSE_COLUMNS):
         hourly = snapshot(store, asset_id, snap.as_of, lookback_days=days, groups=("price",), freq="1h",

@@ -45,7 +45,7 @@ from aurora_jax.train.checkpoint import save_pytree
 from aurora_jax.train.dataset import EngineData, attach_inputs, build_dataset
 from aurora_jax.train.distill import DistillLoss, evaluate_distillation, teacher_arrays
 from aurora_jax.train.loop import stage_rng
-from aurora_jax.train.registry import RegistryEntry, make_version, register, registry_dir
+from aurora_jax.train.registry import RegistryEntry, inputs_signature, make_version, register, registry_dir
 from aurora_jax.train.teacher_data import obtain_teacher, simulate_teacher_set
 
 STAGE_KEYS = ("teacher", "student", "tcn", "flow", "eval")
@@ -203,7 +203,7 @@ def train_experiment(cfg: DictConfig, progress: bool = True, run_dir: Path | Non
         version=make_version(asset, experiment, params, now), asset_id=asset, experiment=experiment,
         created_at=now.isoformat(), seed=int(cfg.seed), git_sha=git_sha(), data_ranges=data.ranges(),
         hyperparameters=OmegaConf.to_container(e, resolve=True), teacher=source,
-        stages={"seconds": timings, **reports}, metrics=metrics)
+        stages={"seconds": timings, **reports}, metrics=metrics, inputs_signature=inputs_signature(cfg))
     entry = register(registry_dir(cfg), entry, params, ewaf_state=asdict(ewaf) | {"components": list(COMPONENTS)})
     console.print(f"[bold]registered[/] {entry.version} -> {entry.path}")
     return entry

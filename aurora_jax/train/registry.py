@@ -52,6 +52,7 @@ class RegistryEntry:
     stages: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     path: str = ""
+    inputs_signature: str = ""   # inputs_signature() of the config it was trained with
 
     @property
     def folder(self) -> Path:
@@ -69,6 +70,19 @@ def registry_dir(cfg) -> Path:
     train = cfg.model.get("train") if "model" in cfg else None
     base = Path(train.registry_dir if train is not None else "models/registry")
     return base if base.is_absolute() else REPO_ROOT / base
+
+
+def inputs_signature(cfg) -> str:
+    """Hash of what fixes the engine's input shapes and meaning: the regime-vector layout (every
+    entry's name), ``inputs.lookback_days`` and ``inputs.horizon_max``. A model registered under
+    another signature cannot read today's :class:`~aurora_jax.features.inputs.ModelInputs`."""
+    from aurora_jax.features.inputs import engine_config
+    from aurora_jax.features.regime_vector import regime_layout
+
+    e = engine_config(cfg)
+    spec = {"regime": list(regime_layout(int(e.inputs.regime_dim)).names),
+            "lookback_days": int(e.inputs.lookback_days), "horizon_max": int(e.inputs.horizon_max)}
+    return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:12]
 
 
 def params_hash(params) -> str:
@@ -124,6 +138,12 @@ def list_entries(root: Path, asset_id: str | None = None, experiment: str | None
     return sorted(out, key=lambda e: (e.created_at, e.version))
 
 
+def compatible_entries(cfg, asset_id: str | None = None, experiment: str | None = None) -> list[RegistryEntry]:
+    """:func:`list_entries` restricted to versions whose inputs signature matches ``cfg``'s."""
+    sig = inputs_signature(cfg)
+    return [e for e in list_entries(registry_dir(cfg), asset_id, experiment) if e.inputs_signature == sig]
+
+
 def load_params(entry: RegistryEntry):
     return restore_pytree(entry.folder / PARAMS)
 
@@ -138,9 +158,15 @@ def load_version(cfg, version: str):
 
 
 def load_latest(cfg, asset_id: str, experiment: str | None = None):
-    """``(EngineParams, RegistryEntry)`` of the newest version trained for ``asset_id``."""
+    """``(EngineParams, RegistryEntry)`` of the newest version trained for ``asset_id`` on the
+    current config's model inputs (:func:`inputs_signature`)."""
     root = registry_dir(cfg)
-    entries = list_entries(root, asset_id, experiment)
+    entries = compatible_entries(cfg, asset_id, experiment)
+    if not entries and list_entries(root, asset_id, experiment):
+        raise ModelUnavailableError(
+            f"the engines registered for {asset_id} under {root} were trained on other model inputs (regime "
+            f"vector layout / lookback / horizon than the current config): retrain with `just train "
+            f"experiment=<name>`")
     if not entries:
         raise ModelUnavailableError(
             f"no trained engine for {asset_id} under {root}: run `just train experiment=<name>` "

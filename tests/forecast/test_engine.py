@@ -52,7 +52,7 @@ def params(cfg):
                         flow_steps=3, horizon_max=H)
 
 
-def make_inputs(seed: int, dim: int = 48, lookback: int = 128) -> ModelInputs:
+def make_inputs(seed: int, dim: int = 50, lookback: int = 128) -> ModelInputs:
     rng = np.random.default_rng(seed)
     f = lambda a: jnp.asarray(a, jnp.float32)
     mask = np.ones(lookback)

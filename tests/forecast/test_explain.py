@@ -21,7 +21,7 @@ from aurora_jax.forecast.explain.surrogate import (
     r2_score,
 )
 
-DIM = 48
+DIM = 50
 HORIZONS = (1, 7, 14)
 CFG = SurrogateConfig(horizons=HORIZONS)
 

@@ -53,7 +53,7 @@ def env(tmp_path_factory, real_store):
     from aurora_jax.models.jump_model import fit_jump_model, jump_data
     from aurora_jax.models.trend_ensemble import TrendEnsemble
     from aurora_jax.train import stages
-    from aurora_jax.train.registry import RegistryEntry, make_version, register, registry_dir
+    from aurora_jax.train.registry import RegistryEntry, inputs_signature, make_version, register, registry_dir
 
     tmp = tmp_path_factory.mktemp("scenario")
     cfg = load_config([*_overrides(tmp), f"data.root={real_store.root}"])
@@ -69,7 +69,8 @@ def env(tmp_path_factory, real_store):
     now = pd.Timestamp("2024-01-01", tz="UTC").to_pydatetime()
     entry = RegistryEntry(version=make_version(ASSET, "scenario_test", params, now), asset_id=ASSET,
                           experiment="scenario_test", created_at=now.isoformat(), seed=0, git_sha="test",
-                          data_ranges={}, hyperparameters={}, teacher="none: networks at initialisation")
+                          data_ranges={}, hyperparameters={}, teacher="none: networks at initialisation",
+                          inputs_signature=inputs_signature(cfg))
     register(registry_dir(cfg), entry, params)
     engine = load_engine(cfg, ASSET)
     base = prepare_base(real_store, ASSET, AS_OF, cfg, engine.params.vol_path)
@@ -359,3 +360,27 @@ def test_no_engine_is_model_unavailable(env, tmp_path):
     cfg.model.train.registry_dir = str(tmp_path / "empty")
     with pytest.raises(ModelUnavailableError):
         load_engine(cfg, ASSET)
+
+
+def test_corr_btc_override_sets_the_cross_asset_entry_for_eth(env):
+    """For ETH the override replaces the regime entry corr_btc (and nothing else); values beyond
+    ETH's own correlation history (widened by the margin) or outside [-1, 1] are 422s."""
+    from aurora_jax.features.regime_vector import regime_layout
+    from aurora_jax.forecast.scenario import input_changes, prepare_base, scenario_inputs, validate_overrides
+
+    cfg, store, engine, _ = env
+    base = prepare_base(store, "ETH-USD", "2024-01-05", cfg, engine.params.vol_path)
+    lay = regime_layout(int(base.inputs.regime.shape[0]))
+    h = base.histories["corr_btc"]
+    assert 0.3 < h.lo < h.hi <= 1.0 and h.n > 600                       # two years of daily values
+    now = float(base.inputs.regime[lay.index("corr_btc")])
+    assert h.lo <= now <= h.hi
+    target = h.lo                                                      # a decoupling seen in the window
+    x, _ = scenario_inputs(base, validate_overrides({"corr_btc": target}, base, cfg), cfg)
+    assert input_changes(base.inputs, x) == [
+        {"input": "regime.corr_btc", "base": pytest.approx(now), "scenario": pytest.approx(target)}]
+    span = h.hi - h.lo
+    for bad in (h.lo - 0.6 * span, 1.5):
+        with pytest.raises(InvalidParameterError) as exc:
+            validate_overrides({"corr_btc": bad}, base, cfg)
+        assert field_of(exc) == "scenario_overrides.corr_btc" and exc.value.status == 422

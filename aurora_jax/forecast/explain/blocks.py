@@ -13,7 +13,7 @@ aggregates grouped into the blocks of :data:`BLOCKS`:
 * ``market_maker`` -- Gamma_Squeeze, Inventory_Unwind, Basis_Pressure indices;
 * ``funding_basis`` -- funding percentile / z / annualised level, basis percentile / z;
 * ``onchain`` -- on-chain activity z-scores and the volume z-score;
-* ``macro``  -- DXY, rates and equity change z-scores.
+* ``macro``  -- DXY, rates and equity change z-scores, and the correlation with BTC (cross-asset).
 
 Regime entries of masked blocks are 0 in the regime vector, so a missing modality contributes
 nothing. Trend-component features need the engine's trend output; without it they are NaN and
@@ -41,7 +41,7 @@ _REGIME_FEATURES: dict[str, tuple[str, ...]] = {
     "funding_basis": ("funding_pct", "funding_z", "funding_annual", "basis_pct", "basis_z"),
     "onchain": ("onchain_0_z", "onchain_1_z", "onchain_2_z", "onchain_3_z", "log_volume_z"),
     "macro": ("dxy_change_short_z", "dxy_change_long_z", "rates_change_short_z", "rates_change_long_z",
-              "equity_change_short_z", "equity_change_long_z"),
+              "equity_change_short_z", "equity_change_long_z", "corr_btc"),
 }
 
 _DERIVED: dict[str, tuple[str, ...]] = {
@@ -55,7 +55,7 @@ BLOCKS: tuple[str, ...] = ("trend", "vol", "market_maker", "funding_basis", "onc
 
 BLOCK_LABELS: dict[str, str] = {
     "trend": "trend components", "vol": "IV / vol", "market_maker": "market-maker indices",
-    "funding_basis": "funding & basis", "onchain": "on-chain flows", "macro": "macro",
+    "funding_basis": "funding & basis", "onchain": "on-chain flows", "macro": "macro & cross-asset",
 }
 
 
