@@ -349,7 +349,7 @@ class Teacher(eqx.Module):
         check_finite("zs", zs)
         h = float(dt) / substeps
         rate_max = max_rate_for_cap(self.spec.cap, h, self.spec.tail_tol)
-        ys = _simulate_states(
+        ys = simulate_states(
             self,
             key,
             jnp.asarray(x0s, jnp.float32),
@@ -368,7 +368,7 @@ class Teacher(eqx.Module):
         rate_max = max_rate_for_cap(self.spec.cap, h, self.spec.tail_tol)
         x0s = jnp.broadcast_to(jnp.asarray(x0, jnp.float32), (n_paths, self.spec.latent_dim))
         zs = jnp.broadcast_to(jnp.asarray(z, jnp.float32), (n_paths, self.spec.zdim))
-        return _simulate_states(
+        return simulate_states(
             self,
             key,
             x0s,
@@ -427,7 +427,10 @@ def _simulate_core(
     return jax.vmap(one)(x0s, zs, fgn, comp, bdraw)
 
 
-_simulate_states = eqx.filter_jit(_simulate_core)
+simulate_states = eqx.filter_jit(_simulate_core)
+"""``simulate_states(teacher, key, x0s, zs, h, rate_max, n_paths, n_sub, save_every, differentiable)``:
+the teacher's latent state paths for a batch of start states ``x0s`` and conditioning ``zs`` (one
+jit-compiled call; the distillation data of :mod:`aurora_jax.train.teacher_data` come from it)."""
 
 
 def _build_sde(spec: TeacherSpec, key: PRNGKeyArray) -> NFSDE:

@@ -40,7 +40,7 @@ from aurora_jax.sim.teacher import (
     Teacher,
     TeacherData,
     TeacherSpec,
-    _simulate_states,
+    simulate_states,
     init_teacher,
     list_versions,
     load_teacher,
@@ -164,7 +164,7 @@ def simulate_teacher_set(cfg, teacher: Teacher, data: EngineData, key, source: s
     for c, k in zip(range(0, len(x0p), chunk), jax.random.split(key, len(x0p) // chunk)):
         xs = jnp.repeat(jnp.asarray(x0p[c:c + chunk], jnp.float32), n_paths, axis=0)
         zs = jnp.repeat(jnp.asarray(zp[c:c + chunk], jnp.float32), n_paths, axis=0)
-        states = _simulate_states(teacher, k, xs, zs, jnp.float32(h), jnp.float32(rate), n_paths=chunk * n_paths,
+        states = simulate_states(teacher, k, xs, zs, jnp.float32(h), jnp.float32(rate), n_paths=chunk * n_paths,
                                   n_sub=H * sub, save_every=sub, differentiable=False)   # (N, H+1, d+1)
         ys.append(np.asarray(jnp.diff(states[..., -1], axis=1)).reshape(chunk, n_paths, H))
         lvs.append(np.log(np.asarray(sigma(states[:, :-1]))).reshape(chunk, n_paths, H))

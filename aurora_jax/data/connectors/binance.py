@@ -77,33 +77,9 @@ def fetch_binance_funding(
     client = client or HttpClient(settings)
     before = snapshot_stats(client.stats)
     base = settings.binance_futures_url
-    limit = settings.page_limit
-    times: list[int] = []
-    rates: list[float] = []
-    pages = 0
-    cursor = start_ms
-    while cursor <= end_ms:
-        params = {"symbol": symbol, "startTime": cursor, "endTime": end_ms, "limit": limit}
-        url = client.build_url(base, FUNDING_PATH, params)
-        page = client.get_json(base, FUNDING_PATH, params)
-        pages += 1
-        if not isinstance(page, list):
-            raise ConnectorError(url, f"expected a JSON array of funding events, got "
-                                      f"{type(page).__name__}: {str(page)[:200]}")
-        if not page:
-            break
-        page_times = []
-        for i, ev in enumerate(page):
-            t, r = _parse_funding(ev, i, symbol, url)
-            page_times.append(t)
-            rates.append(r)
-        times.extend(page_times)
-        last = max(page_times)
-        if last < cursor:
-            raise ConnectorError(url, f"fundingTime {last} before startTime {cursor}")
-        cursor = last + 1
-        if len(page) < limit:
-            break
+    times, rates, pages = _fetch_pages(
+        client, base, FUNDING_PATH, {"symbol": symbol}, start_ms, end_ms, settings.page_limit,
+        lambda ev, i, url: _parse_funding(ev, i, symbol, url), 1, "funding events", "fundingTime")
     t_arr, keep = dedupe_in_range(np.asarray(times, dtype=np.int64), start_ms, end_ms)
     r_arr = np.asarray(rates, dtype=np.float64)[keep]
     now_value = now_ms(now)
@@ -128,35 +104,10 @@ def _fetch_klines(
     before = snapshot_stats(client.stats)
     base = settings.binance_futures_url if mark else settings.binance_spot_url
     path = MARK_KLINES_PATH if mark else KLINES_PATH
-    limit = settings.page_limit
     vol_index = 7 if settings.klines_volume == "quote" else 5
-    rows: list[list[float]] = []
-    opens: list[int] = []
-    pages = 0
-    cursor = start_ms
-    while cursor <= end_ms:
-        params = {"symbol": symbol, "interval": interval, "startTime": cursor,
-                  "endTime": end_ms, "limit": limit}
-        url = client.build_url(base, path, params)
-        page = client.get_json(base, path, params)
-        pages += 1
-        if not isinstance(page, list):
-            raise ConnectorError(url, f"expected a JSON array of klines, got "
-                                      f"{type(page).__name__}: {str(page)[:200]}")
-        if not page:
-            break
-        page_opens = []
-        for i, k in enumerate(page):
-            open_ms, values = _parse_kline(k, i, step, vol_index, url)
-            page_opens.append(open_ms)
-            rows.append(values)
-        opens.extend(page_opens)
-        last = max(page_opens)
-        if last < cursor:
-            raise ConnectorError(url, f"openTime {last} before startTime {cursor}")
-        cursor = last + step
-        if len(page) < limit:
-            break
+    opens, rows, pages = _fetch_pages(
+        client, base, path, {"symbol": symbol, "interval": interval}, start_ms, end_ms, settings.page_limit,
+        lambda k, i, url: _parse_kline(k, i, step, vol_index, url), step, "klines", "openTime")
     o_arr, keep = dedupe_in_range(np.asarray(opens, dtype=np.int64), start_ms, end_ms)
     values = np.asarray(rows, dtype=np.float64).reshape(-1, 5)[keep]
     now_value = now_ms(now)
@@ -170,6 +121,40 @@ def _fetch_klines(
     source = f"{kind}:{symbol}:{interval}"
     frame = long_frame(asset, o_arr + step, columns, dict.fromkeys(names, "price"), source)
     return make_result(frame, gaps, client.stats, before, pages, source, dropped=dropped)
+
+
+def _fetch_pages(client: HttpClient, base: str, path: str, params: dict, start_ms: int, end_ms: int,
+                 limit: int, parse, advance_ms: int, what: str, time_field: str) -> tuple[list, list, int]:
+    """Page through a Binance time-range endpoint: ask ``[cursor, end]`` with ``limit`` rows, parse each
+    item to ``(time_ms, value)``, move the cursor to the last time + ``advance_ms``; stop at an empty
+    or short page. Returns ``(times, values, pages)`` (not yet deduplicated)."""
+    times: list[int] = []
+    values: list = []
+    pages = 0
+    cursor = start_ms
+    while cursor <= end_ms:
+        query = {**params, "startTime": cursor, "endTime": end_ms, "limit": limit}
+        url = client.build_url(base, path, query)
+        page = client.get_json(base, path, query)
+        pages += 1
+        if not isinstance(page, list):
+            raise ConnectorError(url, f"expected a JSON array of {what}, got "
+                                      f"{type(page).__name__}: {str(page)[:200]}")
+        if not page:
+            break
+        page_times = []
+        for i, item in enumerate(page):
+            t, v = parse(item, i, url)
+            page_times.append(t)
+            values.append(v)
+        times.extend(page_times)
+        last = max(page_times)
+        if last < cursor:
+            raise ConnectorError(url, f"{time_field} {last} before startTime {cursor}")
+        cursor = last + advance_ms
+        if len(page) < limit:
+            break
+    return times, values, pages
 
 
 def _parse_kline(k: Any, i: int, step: int, vol_index: int, url: str) -> tuple[int, list[float]]:
