@@ -54,7 +54,7 @@ STAGE_KEYS = ("teacher", "student", "tcn", "flow", "eval")
 def engine_config(cfg: DictConfig) -> DictConfig:
     """``cfg`` with ``model`` = the engine config (``model=engine``) under its own ``model`` overrides.
 
-    A root config composed with ``model=default`` (the repository default) gets the engine
+    A root config composed with ``model=garch`` (the baseline) gets the engine
     sections merged in, its own ``model.*`` values (experiment overrides) winning."""
     if "trend" in cfg.model and "inputs" in cfg.model:
         return cfg
@@ -66,6 +66,17 @@ def engine_config(cfg: DictConfig) -> DictConfig:
     merged = OmegaConf.merge(engine, out.model)
     merged.name = engine.name
     out.model = merged
+    return out
+
+
+def quick_config(cfg: DictConfig) -> DictConfig:
+    """The "small default" engine of ``cfg``'s experiment: ``forecast.quick_train`` (dotlist overrides of
+    ``model.train`` budgets) applied, registered as experiment ``<name>_quick``. What ``just forecast``
+    trains when no engine is registered for the asset; ``just train`` trains the full one."""
+    out = engine_config(cfg)
+    overrides = list(cfg.forecast.get("quick_train") or [])
+    out = OmegaConf.merge(out, OmegaConf.from_dotlist(overrides))
+    out.experiment_name = f"{cfg.get('experiment_name') or 'custom'}_quick"
     return out
 
 
