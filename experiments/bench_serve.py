@@ -1,7 +1,9 @@
 """``just bench serve``: HTTP latency and throughput of ``POST /forecast``, and arch in the same run.
 
-The service (``serving.app.create_app`` with the configured model, uvicorn) runs in a child
-process on 127.0.0.1; a load generator (httpx, asyncio) sends a 14-day, 10,000-path BTC-USD
+The service (``serving.app.create_app`` with the trained engine, ``model=engine``, unless
+``serving.bench.engine=false`` keeps the configured model; serving only ``serving.bench.asset``)
+runs in a child process on 127.0.0.1 and is timed only once ``/ready`` (every shape compiled,
+the driver surrogate loaded); a load generator (httpx, asyncio) sends a 14-day, 10,000-path BTC-USD
 forecast at each concurrency in ``serving.bench.concurrency``, bounded by
 ``requests_per_level`` and ``max_seconds_per_level``, and reports p50/p95/p99 latency, throughput
 the mean batch size the server formed (from its ``/metrics``), and the CPU time the server process
@@ -17,6 +19,13 @@ Two workloads:
 
 Peer in the same run: ``arch`` fitting a GARCH(1,1)-t on the same 1,000 daily BTC returns and
 simulating 10,000 paths x 14 days (median of ``arch_repeats``).
+
+Drivers (engine): every response carries them; their cost is measured in-process on the same
+forecast (median of ``drivers_repeats``): ``cold`` = block features + surrogate contributions +
+top-3 per quantity (:func:`aurora_jax.forecast.explain.drivers_from_config`, what the first request
+of an (asset, as-of, horizon) pays), ``served`` = what every later request pays (memoised drivers
+turned into the response body). The server's compiled-shape count (``aurora_compiled_shapes``)
+is read before and after the load: it must not grow (no request compiles).
 """
 
 from __future__ import annotations
@@ -52,6 +61,11 @@ def _proc_cpu_s(pid: int) -> float:
 
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _gauge(text: str, name: str) -> float | None:
+    m = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.MULTILINE)
+    return float(m.group(1)) if m else None
 
 
 def _batch_stats(text: str) -> tuple[float, float]:
@@ -104,28 +118,43 @@ async def _load(url: str, cfg: DictConfig, same: dict, distinct: list[dict], ser
     b = cfg.serving.bench
     limits = httpx.Limits(max_connections=max(b.concurrency) + 4, max_keepalive_connections=max(b.concurrency) + 4)
     async with httpx.AsyncClient(timeout=60.0, limits=limits) as client:
-        for _ in range(200):
+        t_ready = time.perf_counter()
+        why = "no answer"
+        while time.perf_counter() - t_ready < float(b.ready_timeout_s):
             try:
                 r = await client.get(url + "/ready")
                 if r.status_code == 200:
                     break
+                why = "; ".join(r.json().get("reasons", [])) or why
+                if r.json().get("warmed_up") or "warm-up failed" in why:
+                    raise ConfigError(f"the service at {url} is not ready: {why}")
             except httpx.TransportError:
                 pass
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(1.0)
         else:
-            raise ConfigError(f"the service at {url} did not become ready")
-        # prepare the distinct as-of dates (fits) before timing anything
-        await client.post(url + "/forecast/batch", json={"items": [dict(d, num_paths=1000) for d in distinct]},
-                          timeout=600.0)
+            raise ConfigError(f"the service at {url} did not become ready in {b.ready_timeout_s} s: {why}")
+        startup_s = time.perf_counter() - t_ready
+        # prepare the distinct as-of dates (fits / engine inputs) before timing anything
+        for d in distinct:
+            r = await client.post(url + "/forecast", json=dict(d, num_paths=1000), timeout=600.0)
+            if r.status_code != 200:
+                raise ConfigError(f"preparing {d['as_of']} failed: {r.status_code} {r.text[:300]}")
         for body in (same, *distinct[:4]):
             for _ in range(int(b.warmup_requests)):
                 await client.post(url + "/forecast", json=body)
+        sample = (await client.post(url + "/forecast", json=same)).json()
+        compiled0 = _gauge((await client.get(url + "/metrics")).text, "aurora_compiled_shapes")
         out: dict = {"same": [], "distinct": []}
         for c in b.concurrency:
             out["same"].append(await _level(client, url, [same], int(c), int(b.requests_per_level),
                                              float(b.max_seconds_per_level), server_pid))
             out["distinct"].append(await _level(client, url, distinct, int(c), int(b.requests_per_level),
                                                 float(b.max_seconds_per_level), server_pid))
+        compiled1 = _gauge((await client.get(url + "/metrics")).text, "aurora_compiled_shapes")
+    out["startup_s"] = startup_s
+    out["compiled_shapes"] = [compiled0, compiled1]
+    out["sample_drivers"] = sample.get("drivers")
+    out["sample_version"] = sample.get("model_version")
     return out
 
 
@@ -146,15 +175,49 @@ def arch_fit_simulate(store: MarketStore, asset: str, horizon: int, num_paths: i
             "cpu_ms": 1e3 * float(np.median(cpu)), "n": repeats}
 
 
+def drivers_cost(cfg: DictConfig, store: MarketStore, asset: str, horizon: int, num_paths: int,
+                 repeats: int) -> dict:
+    """In-process cost of the drivers of one engine forecast (module docstring), in ms."""
+    from aurora_jax.forecast import api
+    from aurora_jax.forecast.explain.drivers import Explainable, drivers_from_config
+    from serving.service import ForecastService
+
+    prep = api.prepare(asset, None, store=store, cfg=cfg)
+    sur = api.load_surrogate(cfg, prep.engine, store, fit_missing=False)
+    if sur is None:
+        return {"available": False}
+    sim = api.simulate(prep, horizon, num_paths, cfg)
+    trend = sim.trend_paths[:, :horizon]
+    ex = cfg.model.explain
+    cold, served = [], []
+    for _ in range(int(repeats)):
+        t0 = time.perf_counter()
+        d = drivers_from_config(Explainable(prep.inputs, trend), sur, ex, horizon)
+        cold.append(time.perf_counter() - t0)
+        prep.memo.clear()
+        api.drivers_of(prep, sim, horizon, sur, ex)
+        t0 = time.perf_counter()
+        d = api.drivers_of(prep, sim, horizon, sur, ex)
+        ForecastService._drivers_body({"drivers": d, "min_fidelity": float(ex.min_fidelity)})
+        served.append(time.perf_counter() - t0)
+    return {"available": True, "cold_ms": 1e3 * float(np.median(cold)), "served_ms": 1e3 * float(np.median(served)),
+            "n": int(repeats), "reliable": bool(d["reliable"])}
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     b = cfg.serving.bench
     store = MarketStore(cfg.data.root)
     if b.asset not in store.assets():
         raise ConfigError(f"{b.asset} is not in the store at {store.root}: run "
                           "`just ingest data.source_dir=../shared/data data.root=...` first")
+    if bool(b.engine) and str(cfg.model.name) != "aurora":
+        from aurora_jax.train.pipeline import engine_config
+
+        cfg = engine_config(cfg)
     container = OmegaConf.to_container(cfg, resolve=True)
     container["serving"]["log"]["path"] = str(Path(run_dir) / "requests.jsonl")
     container["serving"]["refresh_s"] = 0
+    container["serving"]["assets"] = [str(b.asset)]
     port = int(b.port)
     ctx = mp.get_context("spawn")
     proc = ctx.Process(target=_serve, args=(container, port), daemon=True)
@@ -171,10 +234,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         proc.terminate()
         proc.join(10)
     peer = arch_fit_simulate(store, b.asset, int(b.horizon), int(b.num_paths), int(b.arch_repeats))
+    drivers = (drivers_cost(cfg, store, str(b.asset), int(b.horizon), int(b.num_paths), int(b.drivers_repeats))
+               if str(cfg.model.name) == "aurora" else {"available": False})
 
     console = Console()
     table = Table(title=f"bench serve: POST /forecast, {b.asset}, {b.horizon} days, {b.num_paths:,} paths "
-                        f"({cfg.model.name}), server and load generator on this machine")
+                        f"({cfg.model.name} {load.get('sample_version')}), server and load generator on this machine")
     for col in ("workload", "conc.", "n", "p50 ms", "p95 ms", "p99 ms", "req/s", "mean batch",
                 "server CPU ms/req", "client CPU ms/req", "server CPU share"):
         table.add_column(col, justify="right")
@@ -189,15 +254,27 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     console.print(table)
     console.print(f"load average during the run: {Path('/proc/loadavg').read_text().split()[:3]} on "
                   f"{__import__('os').cpu_count()} cores (other jobs share this machine)")
-    c1 = {k: next(r for r in load[k] if r["concurrency"] == min(b.concurrency)) for k in load}
-    cmax = {k: next(r for r in load[k] if r["concurrency"] == max(b.concurrency)) for k in load}
+    console.print(f"start-up until /ready: {load['startup_s']:.1f} s; compiled shapes before / after the load: "
+                  f"{load['compiled_shapes']}")
+    if drivers.get("available"):
+        console.print(f"drivers per forecast: cold {drivers['cold_ms']:.3f} ms (first request of an as-of and "
+                      f"horizon), served {drivers['served_ms']:.3f} ms (every later one); median of {drivers['n']}; "
+                      f"surrogate reliable: {drivers['reliable']}")
+    else:
+        console.print("drivers: no surrogate for this engine version (not measured)")
+    kinds = ("same", "distinct")
+    c1 = {k: next(r for r in load[k] if r["concurrency"] == min(b.concurrency)) for k in kinds}
+    cmax = {k: next(r for r in load[k] if r["concurrency"] == max(b.concurrency)) for k in kinds}
     checks = {
         "p50_c1_le_50ms": c1["same"]["p50_ms"] <= 50.0,
         "p99_c1_le_100ms": c1["same"]["p99_ms"] <= 100.0,
         "p50_c1_below_arch": c1["same"]["p50_ms"] < peer["median_ms"],
         "throughput_cmax_ge_4x_c1_same": cmax["same"]["throughput_rps"] >= 4 * c1["same"]["throughput_rps"],
         "throughput_cmax_ge_4x_c1_distinct": cmax["distinct"]["throughput_rps"] >= 4 * c1["distinct"]["throughput_rps"],
+        "no_request_compiled": load["compiled_shapes"][0] == load["compiled_shapes"][1],
     }
+    if drivers.get("available"):
+        checks["drivers_cold_le_5ms"] = drivers["cold_ms"] <= 5.0
     ratios = {
         "arch_over_our_p50_c1": peer["median_ms"] / c1["same"]["p50_ms"],
         "server_cpu_per_req_c1_over_cmax_same": c1["same"]["server_cpu_ms_per_req"] / max(
@@ -211,4 +288,5 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         console.print(f"{k}: {v:.2f}")
     for k, v in checks.items():
         console.print(f"{k}: {'[green]met[/]' if v else '[red]not met[/]'}")
-    return {"model": str(cfg.model.name), "load": load, "arch": peer, "ratios": ratios, "targets_met": checks}
+    return {"model": str(cfg.model.name), "load": load, "arch": peer, "drivers": drivers, "ratios": ratios,
+            "targets_met": checks}

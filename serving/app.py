@@ -23,7 +23,7 @@ from aurora_jax.data.store import MarketStore
 from aurora_jax.errors import ConfigError
 from serving.calibration import CalibrationService
 from serving.errors import error_body
-from serving.forecaster import BaselineForecaster
+from serving.forecaster import BaselineForecaster, EngineForecaster
 from serving.metrics import CONTENT_TYPE, ServiceMetrics
 from serving.reqlog import RequestLog, outcome_of
 from serving.schemas import (
@@ -142,17 +142,22 @@ class OpsController(Controller):
     @get("/models", summary="Model versions in use and the active one")
     async def models(self, service: ForecastService) -> ModelsBody:
         latest = {p.model_version for p in service.latest.values()}
-        entries = [ModelEntry(version=m["version"], name=str(service.forecaster.model_name),
-                              active=m["version"] in latest, source="fitted", detail={"fits": m["fits"]})
-                   for m in service.forecaster.models()]
-        entries.extend(ModelEntry(**e) for e in registry_entries(service.cfg))
+        engine = isinstance(service.forecaster, EngineForecaster)
+        entries = [] if engine else [
+            ModelEntry(version=m["version"], name=str(service.forecaster.model_name), active=m["version"] in latest,
+                       source="fitted", detail={"fits": m["fits"]}) for m in service.forecaster.models()]
+        fits = {m["version"]: m["fits"] for m in service.forecaster.models()} if engine else {}
+        for e in registry_entries(service.cfg, latest if engine else set()):
+            if e["version"] in fits:
+                e["detail"]["fits"] = fits[e["version"]]
+            entries.append(ModelEntry(**e))
         return ModelsBody(active=",".join(sorted(latest)) or None, model_name=str(service.forecaster.model_name),
                           models=entries)
 
 
-def registry_entries(cfg: DictConfig) -> list[dict]:
-    """Trained engine versions in the registry (aurora_jax.train.registry), active = the newest per
-    asset when ``model.name`` is ``aurora``."""
+def registry_entries(cfg: DictConfig, active: set[str] | None = None) -> list[dict]:
+    """Trained engine versions in the registry (aurora_jax.train.registry); ``active``: the versions
+    the service serves (None: the newest per asset when ``model.name`` is ``aurora``)."""
     try:
         from aurora_jax.train.registry import list_entries, registry_dir
     except ImportError:  # the registry module is optional for the baseline
@@ -163,7 +168,13 @@ def registry_entries(cfg: DictConfig) -> list[dict]:
         return []
     newest = {e.asset_id: e.version for e in entries}  # oldest first, so the last one wins
     serving_engine = str(cfg.model.name) == "aurora"
-    return [{"version": e.version, "name": "aurora", "active": serving_engine and newest[e.asset_id] == e.version,
+
+    def is_active(e) -> bool:
+        if active is not None:
+            return e.version in active
+        return serving_engine and newest[e.asset_id] == e.version
+
+    return [{"version": e.version, "name": "aurora", "active": is_active(e),
              "source": "registry", "detail": {"asset_id": e.asset_id, "experiment": e.experiment,
                                               "created_at": e.created_at, "git_sha": e.git_sha}}
             for e in entries]
@@ -183,11 +194,14 @@ def serving_assets(cfg: DictConfig, store: MarketStore) -> list[str]:
 
 
 def build_forecaster(cfg: DictConfig, store: MarketStore):
-    """The forecaster named by ``model.name`` (the baseline today; see serving/forecaster.py)."""
+    """The forecaster named by ``model.name``: the trained engine for ``aurora`` (``model=engine``),
+    else the fitted baseline (``garch_t`` | ``bootstrap``); see serving/forecaster.py."""
     assets = serving_assets(cfg, store)
     if not assets:
         raise ConfigError(f"no forecastable asset in the store at {store.root}: run `just ingest` first")
     s = cfg.serving
+    if str(cfg.model.name) == "aurora":
+        return EngineForecaster(cfg, store, assets, cache_size=int(s.prepare.cache_size))
     return BaselineForecaster(cfg, store, assets, cache_size=int(s.prepare.cache_size),
                               large_paths=int(s.batch.large_paths))
 
@@ -215,7 +229,7 @@ def create_app(cfg: DictConfig, store: MarketStore | None = None, forecaster=Non
     app = Litestar(
         route_handlers=[ForecastController, OpsController, ScenarioController],
         dependencies={"service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
-                      **scenario_dependencies(cfg, store, calibration)},
+                      **scenario_dependencies(cfg, store, calibration, forecaster)},
         exception_handlers={Exception: error_handler},
         middleware=[observe_middleware(metrics, log, frozenset(s.log.skip_routes))],
         on_startup=[startup],

@@ -15,6 +15,9 @@ Names (all prefixed ``aurora_``):
   ``rolling_coverage_by_regime{asset,regime,band}``, ``rolling_crps{asset}`` (mean CRPS of the
   h-day log-return), ``daily_crps{asset}`` (mean CRPS of the outcomes of the latest day),
   ``scored_outcomes{asset}`` — all from the nightly scores table, only where outcomes exist;
+* ``simulations_total`` (distinct simulations run: coalesced equal requests count once),
+  ``compiled_shapes`` (entries in the engine's jit cache; constant after warm-up when no request
+  compiles);
 * ``model_ready`` (0/1) and ``model_info{name,version}``.
 """
 
@@ -64,6 +67,9 @@ class ServiceMetrics:
         self.daily_crps = Gauge("aurora_daily_crps", "Mean CRPS of the latest day's outcomes", ["asset"], registry=r)
         self.scored = Gauge("aurora_scored_outcomes", "Realised outcomes in the rolling window", ["asset"],
                             registry=r)
+        self.simulations = Counter("aurora_simulations_total", "Distinct simulations run (equal requests share one)",
+                                   registry=r)
+        self.compiled = Gauge("aurora_compiled_shapes", "Compiled shapes of the batched engine call", registry=r)
         self.ready = Gauge("aurora_model_ready", "1 when /ready is true", registry=r)
         self.model_info = Gauge("aurora_model_info", "Active model", ["name", "version"], registry=r)
         self._scores_stamp: tuple | None = None

@@ -9,7 +9,12 @@ For each run (``D`` = the as-of date, ``serving.nightly.as_of`` or the latest da
    (issued P5/P10/P90/P95, band hits, CRPS of the ``k``-day log-return from the stored quantile
    grid ``(i - 0.5) / K``, regime). Both are keyed, so a second run adds nothing twice.
 2. **Forecasts.** Per asset: one ``horizon``-step forecast (step ``k`` is the ``k``-day
-   forecast), calibrated with the updated buffers, written to
+   forecast; with the engine, ``model=engine``, the live call
+   :func:`~aurora_jax.forecast.engine.forecast_from_snapshot` with ``update_ewaf=True``: the trend
+   ensemble's EWAF state kept next to the model version first scores its pending forecasts
+   against the closes realised since, then stores this night's; an as-of not after the stored
+   one changes nothing, so a rerun or a resumed run updates it once), calibrated with the
+   updated buffers, written to
    ``<out_dir>/<D>/parts/<asset>.parquet`` and ``fan_<asset>.png``. An asset whose part already
    exists is not redone, so a crashed run resumes where it stopped.
 3. ``<out_dir>/<D>/quantiles.parquet`` (all assets), ``summary.json`` and the printed summary
@@ -35,7 +40,7 @@ from aurora_jax.forecast.fan_chart import plot_fan_chart
 from aurora_jax.forecast.quantiles import quantile_column
 from serving.app import build_forecaster
 from serving.calibration import CalibrationService
-from serving.forecaster import BaselineForecaster, ForecastJob
+from serving.forecaster import Forecaster, ForecastJob
 
 SCORE_COLUMNS = ["key", "asset_id", "as_of", "horizon", "target_ds", "spot", "realized", "q05", "q10", "q90",
                  "q95", "covered_80", "covered_90", "crps", "regime", "model_version"]
@@ -49,7 +54,7 @@ def _write_parquet(path: Path, df: pd.DataFrame) -> Path:
     return atomic_write(path, lambda p: df.to_parquet(p, index=False))
 
 
-def forecast_asset(forecaster: BaselineForecaster, calib: CalibrationService, asset: str, as_of,
+def forecast_asset(forecaster: Forecaster, calib: CalibrationService, asset: str, as_of,
                    ncfg: DictConfig, display: tuple[float, ...], seed: int) -> tuple[pd.DataFrame, object]:
     """The nightly rows of one asset (one per step) and its prepared model."""
     prep = forecaster.prepare(asset, forecaster.resolve_as_of(asset, as_of))
@@ -59,9 +64,7 @@ def forecast_asset(forecaster: BaselineForecaster, calib: CalibrationService, as
     requested = tuple(sorted({*display, *cal_levels}))
     levels = tuple(sorted({*requested, *grid}))
     job = ForecastJob(prep, horizon, int(ncfg.num_paths), levels, (), seed)
-    sim = forecaster.simulate([job])[0]
-    if isinstance(sim, BaseException):
-        raise sim
+    sim = forecaster.nightly(job)
     key = f"{asset}|{prep.as_of.isoformat()}|nightly"
     issued, body, version = calib.apply(asset, prep.regime, prep.vol_z, levels, sim.quantiles, requested, False, key)
     col = {lv: j for j, lv in enumerate(levels)}
@@ -90,7 +93,7 @@ def realized_close(close: pd.Series, ds: pd.Timestamp) -> float | None:
     return None
 
 
-def update_outcomes(out_root: Path, forecaster: BaselineForecaster, calib: CalibrationService,
+def update_outcomes(out_root: Path, forecaster: Forecaster, calib: CalibrationService,
                     assets: list[str], as_of, console: Console) -> dict[str, int]:
     """Step 1 of the module docstring; returns the number of new outcomes per asset."""
     parts = sorted(out_root.glob("*/parts/*.parquet"))

@@ -5,6 +5,13 @@ override; the response holds the base cone, the scenario cone (same engine, same
 same as-of) and their difference, the conditioning entries the override changed, the drivers of
 both cones when a surrogate is saved for the engine version, and ``conditional: true``.
 
+When the service serves the engine (``model=engine``), both cones come from its forecaster
+(:class:`serving.forecaster.EngineForecaster`): the prepared base forecast of ``/forecast`` (same
+LRU), the what-if inputs of :func:`aurora_jax.forecast.api.with_overrides`, and ONE compiled call
+of the warmed shapes for both cones (same key as ``/forecast``'s, so the base cone is the
+``/forecast`` cone and nothing compiles on a request). Otherwise (the service serves a baseline)
+the engine is loaded here and :func:`aurora_jax.forecast.scenario.run_scenario` runs it.
+
 Both cones are calibrated like forecasts but with ``conditional=True``: the conformal layer
 remembers their keys and refuses any update with them, and this service never updates or saves a
 calibrator, so scenario outputs never enter the calibration buffers. Bad overrides are 422 with
@@ -26,18 +33,20 @@ from pathlib import Path
 from typing import Annotated
 
 import msgspec
+import numpy as np
 import pandas as pd
 from litestar import Controller, Request, post
 from litestar.di import Provide
 from omegaconf import DictConfig
 
-from aurora_jax.errors import ModelUnavailableError
+from aurora_jax.errors import InvalidParameterError, ModelUnavailableError
 from aurora_jax.forecast.api import validate_request
 from aurora_jax.forecast.quantiles import quantile_column
 from aurora_jax.forecast.scenario import (
     Cone,
     EngineHandle,
     ScenarioBase,
+    ScenarioResult,
     load_engine,
     prepare_base,
     run_scenario,
@@ -118,11 +127,12 @@ class ScenarioResponse(msgspec.Struct, kw_only=True):
 class ScenarioService:
     """Engines, base conditioning sets (LRU per asset / as-of / version) and calibration."""
 
-    def __init__(self, cfg: DictConfig, store, calibration: CalibrationService | None = None):
+    def __init__(self, cfg: DictConfig, store, calibration: CalibrationService | None = None, forecaster=None):
         from aurora_jax.train.pipeline import engine_config
 
         self.cfg = engine_config(cfg)
         self.store = store
+        self.forecaster = forecaster if getattr(forecaster, "fixed_shapes", False) else None
         s = self.cfg.serving
         self.calibration = calibration or CalibrationService(self.cfg.calibration, Path(s.calibration_dir))
         self.bases: LRU = LRU(int(s.prepare.cache_size))
@@ -186,12 +196,52 @@ class ScenarioService:
         horizon, num_paths, requested, ks = validate_request(req.horizon, num_paths, requested,
                                                              req.thresholds or (), self.limits)
         self.store.require_asset(req.asset_id)
+        if self.forecaster is not None:
+            res = self._fixed_shape_result(req, horizon, num_paths, requested, ks)
+            return self._response(res, requested, request_id, t0)
         as_of = parse_as_of(req.as_of)
         engine = self.engine(req.asset_id)
         base = self.base(engine, req.asset_id, as_of)
         levels = self.calibration.needed_levels(requested)
         res = run_scenario(engine, base, req.overrides, self.cfg, horizon=horizon, num_paths=num_paths,
                            levels=levels, thresholds=ks, surrogate=self.surrogate(engine))
+        return self._response(res, requested, request_id, t0)
+
+    def _fixed_shape_result(self, req: ScenarioRequest, horizon: int, num_paths: int,
+                            requested: tuple[float, ...], ks: tuple[float, ...]) -> ScenarioResult:
+        """Both cones from the service's engine forecaster (module docstring)."""
+        import jax
+
+        from aurora_jax.forecast import api
+        from aurora_jax.forecast.scenario import input_changes, key_hex
+
+        f = self.forecaster
+        prep = f.prepare(req.asset_id, f.resolve_as_of(req.asset_id, req.as_of))
+        if horizon > prep.engine.params.horizon_max:
+            raise InvalidParameterError("horizon", horizon, f"an integer in [1, {prep.engine.params.horizon_max}]")
+        scen = f.scenario(prep, dict(req.overrides))
+        base_f, scen_f = prep.forecast, scen.forecast
+        sims = api.simulate_engine([base_f, scen_f], [num_paths, num_paths], batch_buckets=f.batch_buckets,
+                                   path_buckets=f.path_buckets)
+        for s in sims:
+            if isinstance(s, BaseException):
+                raise s
+        levels = self.calibration.needed_levels(requested)
+        sur = f.surrogate(base_f.engine) if f.drivers_on else None
+        cones = []
+        for pf, sim in zip((base_f, scen_f), sims):
+            q = sim.quantiles(horizon, levels)
+            drivers = None if sur is None else api.drivers_of(pf, sim, horizon, sur, f.explain_cfg)
+            cones.append(Cone(q, sim.thresholds(horizon, ks), int(np.asarray(pf.inputs.regime_id)), drivers))
+        return ScenarioResult(
+            asset_id=base_f.asset_id, as_of=base_f.as_of, horizon=horizon, num_paths=num_paths, spot=base_f.spot,
+            model_version=base_f.model_version, levels=tuple(levels), dates=base_f.dates, overrides=dict(scen_f.overrides),
+            base=cones[0], scenario=cones[1], changes=input_changes(base_f.inputs, scen_f.inputs),
+            key=key_hex(jax.random.key(base_f.key_seed)),
+        )
+
+    def _response(self, res: ScenarioResult, requested: tuple[float, ...], request_id: str,
+                  t0: float) -> ScenarioResponse:
         b_body, b_cal, b_raw, version = self._cone(res, res.base, "base", requested, request_id)
         s_body, s_cal, s_raw, _ = self._cone(res, res.scenario, "scenario", requested, request_id)
         names = [quantile_column(lv) for lv in requested]
@@ -229,7 +279,9 @@ class ScenarioController(Controller):
         return await scenario_service.handle(data, str(rid))
 
 
-def scenario_dependencies(cfg: DictConfig, store, calibration: CalibrationService | None = None) -> dict:
-    """``{"scenario_service": Provide(...)}`` for the app's ``dependencies``."""
-    service = ScenarioService(cfg, store, calibration)
+def scenario_dependencies(cfg: DictConfig, store, calibration: CalibrationService | None = None,
+                          forecaster=None) -> dict:
+    """``{"scenario_service": Provide(...)}`` for the app's ``dependencies`` (``forecaster``: the
+    service's engine forecaster, whose prepared forecasts and compiled shapes are reused)."""
+    service = ScenarioService(cfg, store, calibration, forecaster)
     return {"scenario_service": Provide(lambda: service, use_cache=True, sync_to_thread=False)}

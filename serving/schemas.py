@@ -79,6 +79,40 @@ class CalibrationBody(msgspec.Struct, kw_only=True):
     note: str = ""
 
 
+class Driver(msgspec.Struct, kw_only=True):
+    block: str                        # trend | vol | market_maker | funding_basis | onchain | macro
+    label: str
+    sign: str                         # "+" raises the quantity, "-" lowers it
+    effect: float                     # block contribution in the quantity's units (log width or log-return)
+    effect_pct: float                 # % change of the width, or percentage points of price for the drift
+
+
+class DriverTarget(msgspec.Struct, kw_only=True):
+    quantity: str                     # what is explained, e.g. "P95 - P50 of the log-return (upper width)"
+    reliable: bool                    # surrogate fidelity >= explain.min_fidelity on held-out forecasts
+    fidelity_r2: float | None         # held-out R^2 of the surrogate for this quantity
+    units: str
+    predicted: float
+    baseline: float
+    drivers: list[Driver]             # top explain.top_k blocks by |effect|; empty when unreliable
+    reason: str | None = None         # why no drivers are given
+
+
+class DriversBody(msgspec.Struct, kw_only=True):
+    """Top drivers of upside risk, downside risk and trend direction of an engine forecast, from
+    a surrogate fitted on the engine's own forecasts (aurora_jax.forecast.explain)."""
+
+    status: str                       # ok | unreliable (some quantity below the fidelity) | unavailable
+    reliable: bool
+    horizon: int | None = None        # the surrogate horizon used (nearest fitted >= the request's)
+    upside: DriverTarget | None = None
+    downside: DriverTarget | None = None
+    trend: DriverTarget | None = None
+    min_fidelity: float | None = None
+    surrogate_engine_version: str | None = None
+    note: str = ""
+
+
 class ForecastResponse(msgspec.Struct, kw_only=True):
     request_id: str
     asset_id: str
@@ -99,6 +133,7 @@ class ForecastResponse(msgspec.Struct, kw_only=True):
     calibration_version: str
     input_hash: str
     latency_ms: float
+    drivers: DriversBody | None = None   # engine forecasts (model.name aurora); null for the baselines
 
 
 class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -1,14 +1,24 @@
 """The forecast service behind the routes: validate -> prepare (cached per asset and as-of) ->
-one batched simulation -> conformal calibration -> response, plus readiness and freshness.
+one batched simulation -> conformal calibration -> response (with the engine's drivers), plus
+warm-up, readiness and freshness.
 
-The expensive, request-independent part (snapshot + fit) runs in a prepare pool with its own
-timeout; the simulation of concurrent requests is coalesced by :class:`serving.batcher.Batcher`.
-A cache miss (a fit) therefore never blocks requests whose model is already prepared.
+The expensive, request-independent part (snapshot + fit, or the engine's inputs) runs in a
+prepare pool with its own timeout; the simulation of concurrent requests is coalesced by
+:class:`serving.batcher.Batcher` (requests asking the same simulation share it; distinct ones
+share one compiled call, :mod:`serving.forecaster`). A cache miss therefore never blocks requests
+whose forecast is already prepared.
+
+Start-up (:meth:`ForecastService.warmup`, before ``/ready``): the forecaster loads its models
+(for the engine: the latest registered version per asset and its driver surrogate) and runs
+every compiled shape once; an asset without a model is listed in ``/ready`` with the reason and
+its requests get 503 with that reason, while the other assets are served. The periodic refresh
+re-reads the registry and warms what became available.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +43,7 @@ from serving.schemas import (
     BatchItemResult,
     BatchRequest,
     BatchResponse,
+    DriversBody,
     ErrorBody,
     ForecastRequest,
     ForecastResponse,
@@ -72,16 +83,19 @@ class ForecastService:
         self.batcher: Batcher[Work, ForecastResponse] = Batcher(
             self._batch_fn, window_ms=float(s.batch.window_ms), buckets=list(s.batch.buckets),
             timeout_s=float(s.batch.timeout_s), workers=int(s.batch.workers), max_queue=int(s.batch.max_queue),
-            pad=bool(forecaster.fixed_shapes), key=lambda w: forecaster.batch_key(w.job),
+            pad=False,   # the engine forecaster pads its own compiled calls (after merging equal simulations)
+            key=lambda w: forecaster.batch_key(w.job),
             on_batch=metrics.observe_batch, name="forecast-batcher",
         )
         self.prepare_pool = ThreadPoolExecutor(int(s.prepare.workers), thread_name_prefix="prepare")
         self.warmed = False
         self.warmup_error: str | None = None
+        self.warmup_report: dict = {}
         self.failures: dict[str, str] = {}      # asset -> reason of its last model/data failure
         self.latest: dict[str, Prepared] = {}   # asset -> prepared model at its latest as-of
         self._refresher: asyncio.Task | None = None
         metrics.model_info.labels(str(forecaster.model_name), "pending").set(1)
+        forecaster.on_simulations = metrics.simulations.inc
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -100,23 +114,43 @@ class ForecastService:
         self.prepare_pool.shutdown(wait=False, cancel_futures=True)
 
     async def warmup(self) -> None:
-        """Prepare every asset at its latest as-of and push one request per asset through the
-        batcher, so the first user request meets a fitted (or compiled) model."""
-        w = self.s.warmup
+        """Load the models, prepare every asset at its latest as-of, compile every shape, and push
+        one request per served asset through the batcher, so the first user request meets a
+        fitted (or compiled) model. Assets without a model are listed by /ready."""
         try:
-            loop = asyncio.get_running_loop()
-            levels = self.calibration.needed_levels(self.default_levels)
-            await loop.run_in_executor(self.prepare_pool, self.forecaster.warmup, int(w.horizon),
-                                       int(w.num_paths), levels)
-            for asset in self.forecaster.assets:
-                await self.forecast(ForecastRequest(asset_id=asset, horizon=int(w.horizon),
-                                                    num_paths=int(w.num_paths)), "warmup", log=False)
-            await self.refresh()
+            report = await self._warm(None)
+            if not report["assets"]:
+                raise ModelUnavailableError("no asset can be served: " + "; ".join(
+                    f"{a}: {why}" for a, why in sorted(report["failed"].items())))
+            await self.refresh(reload_models=False)
             self.warmed = True
             self.warmup_error = None
         except Exception as exc:  # noqa: BLE001 - reported by /ready
             self.warmup_error = f"{type(exc).__name__}: {exc}"
         self._set_ready_gauge()
+
+    async def _warm(self, assets: list[str] | None) -> dict:
+        """``forecaster.warmup`` in the prepare pool for ``assets`` (None = all), then one request
+        per asset that warmed through the batcher; records per-asset model failures."""
+        w = self.s.warmup
+        loop = asyncio.get_running_loop()
+        levels = self.calibration.needed_levels(self.default_levels)
+        report = await loop.run_in_executor(self.prepare_pool, functools.partial(
+            self.forecaster.warmup, int(w.horizon), int(w.num_paths), levels, assets=assets))
+        for asset in assets or self.forecaster.assets:
+            self.failures.pop(f"model:{asset}", None)
+        for asset, why in report["failed"].items():
+            self.failures[f"model:{asset}"] = why
+        if self.forecaster.fixed_shapes:
+            self.metrics.compiled.set(self.forecaster.compiled_shapes())
+        for asset in report["assets"]:
+            await self.forecast(ForecastRequest(asset_id=asset, horizon=int(w.horizon),
+                                                num_paths=int(w.num_paths)), "warmup", log=False)
+        self.warmup_report = {**self.warmup_report, **{k: v for k, v in report.items() if k != "failed"},
+                              "failed": {**self.warmup_report.get("failed", {}), **report["failed"]}}
+        for asset in report["assets"]:
+            self.warmup_report["failed"].pop(asset, None)
+        return report
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -126,12 +160,20 @@ class ForecastService:
             except Exception as exc:  # noqa: BLE001
                 self.failures["refresh"] = f"{type(exc).__name__}: {exc}"
 
-    async def refresh(self) -> None:
-        """Re-resolve each asset's latest as-of (new data is fitted here, not on a request),
-        update the freshness gauges, and reload the nightly scores."""
+    async def refresh(self, reload_models: bool = True) -> None:
+        """Re-read the model registry (engines that became available or newer versions are
+        warmed here), re-resolve each asset's latest as-of (new data is prepared here, not on a
+        request), update the freshness gauges, and reload the nightly scores."""
         loop = asyncio.get_running_loop()
         critical = list(self.s.ready.critical_groups)
+        if reload_models:
+            changed = await loop.run_in_executor(self.prepare_pool, self.forecaster.refresh_models)
+            retry = [a for a in self.forecaster.assets if f"model:{a}" in self.failures or a in changed]
+            if retry:
+                await self._warm(retry)
         for asset in self.forecaster.assets:
+            if f"model:{asset}" in self.failures:
+                continue
             try:
                 as_of = self.forecaster.resolve_as_of(asset, None)
                 prep = self.forecaster.cached(asset, as_of) or await asyncio.wait_for(
@@ -187,6 +229,8 @@ class ForecastService:
                 reasons.append(f"{asset}: last price {age_h:.1f} h old > serving.ready.max_data_age_hours={max_age_h}")
         for who, why in sorted(self.failures.items()):
             reasons.append(f"{who}: {why}")
+        for asset, st in self.forecaster.status().items():
+            assets.setdefault(asset, {}).update(st)
         model_loaded = self.forecaster is not None and self.warmup_error is None
         ready = model_loaded and self.warmed and fresh and not self.failures
         versions = sorted({p.model_version for p in self.latest.values()})
@@ -241,7 +285,8 @@ class ForecastService:
             fields["as_of"] = as_of.isoformat()
             prep = await self._prepare(req.asset_id, as_of, float(timeout_s or self.s.prepare.timeout_s))
             if overrides:
-                prep = self.forecaster.scenario(prep, overrides)
+                prep = await asyncio.get_running_loop().run_in_executor(
+                    self.prepare_pool, self.forecaster.scenario, prep, overrides)
             job = ForecastJob(prep, horizon, num_paths, self.calibration.needed_levels(levels), ks, self.seed)
             resp = await self.batcher.submit(Work(job, levels, bool(overrides), overrides, request_id),
                                              timeout_s)
@@ -281,6 +326,8 @@ class ForecastService:
     # -- the batch function (worker thread) -----------------------------------------------------
     def _batch_fn(self, works: list[Work]) -> list[ForecastResponse | BaseException]:
         sims = self.forecaster.simulate([w.job for w in works])
+        if self.forecaster.fixed_shapes:
+            self.metrics.compiled.set(self.forecaster.compiled_shapes())
         out: list[ForecastResponse | BaseException] = []
         calibrated: dict[tuple, tuple] = {}  # equal simulations and levels calibrate equally
         for w, sim in zip(works, sims):
@@ -296,6 +343,7 @@ class ForecastService:
     def _respond(self, w: Work, sim, memo: dict) -> ForecastResponse:
         job, prep = w.job, w.job.prepared
         key = f"{prep.asset_id}|{prep.as_of.isoformat()}|{w.request_id}"
+        drivers = self._drivers_body(sim.extras) if prep.is_engine else None
         memo_key = None if w.conditional else (job.sim_key, job.levels, w.requested)
         if memo_key in memo:
             cal_q, cal_body, cal_version = memo[memo_key]
@@ -320,8 +368,24 @@ class ForecastService:
             feature_groups_used=list(prep.feature_groups_used),
             feature_groups_missing=list(prep.feature_groups_missing), stale_groups=list(prep.stale_groups),
             model_name=prep.model_name, model_version=prep.model_version, calibration_version=cal_version,
-            input_hash=prep.input_hash, latency_ms=0.0,
+            input_hash=prep.input_hash, latency_ms=0.0, drivers=drivers,
         )
+
+    @staticmethod
+    def _drivers_body(extras: dict) -> DriversBody:
+        """The response's ``drivers`` (aurora_jax.forecast.explain.drivers_for) or why there are none."""
+        d = extras.get("drivers")
+        if d is None:
+            return DriversBody(status="unavailable", reliable=False, note=str(extras.get("drivers_note", "")))
+        body = msgspec.convert({"status": "ok" if d["reliable"] else "unreliable",
+                                **{k: d[k] for k in ("horizon", "reliable", "upside", "downside", "trend")}},
+                               DriversBody, strict=False)
+        body.min_fidelity = extras.get("min_fidelity")
+        body.surrogate_engine_version = (d.get("surrogate") or {}).get("engine_version")
+        if not body.reliable:
+            weak = [r for r in ("upside", "downside", "trend") if not d[r]["reliable"]]
+            body.note = f"surrogate fidelity below explain.min_fidelity for {weak}: no drivers given for them"
+        return body
 
     # -- many forecasts in one call -----------------------------------------------------------------
     async def forecast_batch(self, body: BatchRequest | BatchBody, request_id: str) -> BatchResponse:

@@ -182,6 +182,7 @@ def run(cfg: DictConfig, targets: list[str] | None = None, run_dir: Path | None 
             metrics["transfer"] = transfer_check(cfg, cache, transfer_fc, result.snapshot)
         except (ModelUnavailableError, InvalidParameterError) as exc:
             metrics["transfer"] = {"error": str(exc)}
+    metrics["forecasters"] = {f.name: f.describe() for f in forecasters if callable(getattr(f, "describe", None))}
     metrics["seconds"]["total"] = round(time.perf_counter() - t0, 1)
     metrics["config"] = {"eval": OmegaConf.to_container(cfg.eval, resolve=True),
                          "calibration": OmegaConf.to_container(cfg.calibration, resolve=True)}

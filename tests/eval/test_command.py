@@ -5,13 +5,16 @@ import pytest
 
 from aurora_jax.errors import InvalidParameterError
 from aurora_jax.eval import command
+from aurora_jax.eval.walkforward import WalkForwardSettings
 
 
 def test_eval_command_end_to_end(make_cfg, tmp_path, capsys):
     cfg = make_cfg("eval.start=2023-01-01", "eval.end=2023-08-06", "eval.step_days=7",
                    "eval.methods=[aurora,garch_t,ewma,bootstrap,dvol_gaussian]",
                    "eval.transfer.start=2023-03-05", "eval.transfer.end=2023-06-25",
-                   "eval.transfer.min_target_history=200", "calibration.hmm.enabled=true")
+                   "eval.transfer.min_target_history=200", "calibration.hmm.enabled=true",
+                   # no engine registered and none trained here: aurora is skipped at every date
+                   "eval.engine.train_missing=false", f"++model.train.registry_dir={tmp_path / 'registry'}")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     metrics = command.run(cfg, [], run_dir)
@@ -27,7 +30,8 @@ def test_eval_command_end_to_end(make_cfg, tmp_path, capsys):
             cell = m["metrics"][meth][h]
             assert {"crps", "cov80", "cov90", "width", "n"} <= set(cell)
             assert 0 <= cell["cov80"] <= cell["cov90"] <= 1 and cell["crps"] > 0 and cell["n"] > 0
-    assert "aurora" in m["unavailable"]
+    assert "aurora" not in m["unavailable"] and m["skipped_dates"]["aurora"] == len(
+        WalkForwardSettings.from_config(cfg).schedule()[0])
     assert m["per_regime"]["garch_t"]
     assert m["best_peer"]["1"]["raw"]["method"] in {"garch_t", "ewma", "bootstrap", "dvol_gaussian"}
     assert m["targets"]["candidates"][0]["method"] == "aurora+conformal"

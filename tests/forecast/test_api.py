@@ -1,5 +1,7 @@
 """The public forecast call on the embedded default: shapes, monotone cones, determinism,
-threshold probabilities, bad input, and the CLI writing its outputs."""
+threshold probabilities, bad input, and the CLI writing its outputs; with the trained engine
+(the smoke engine): fixed compiled shapes, horizons as slices of one simulation, what-if
+overrides, and the CLI's drivers."""
 
 from __future__ import annotations
 
@@ -102,3 +104,93 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert rc == 1
     assert "horizon=20 is invalid" in capsys.readouterr().err.replace("\n", "")
     assert main(["forecast", "experiment=no_such_experiment", f"outputs_dir={tmp_path}"]) == 1
+
+
+# -- the trained engine (model=engine; the smoke engine of tests/conftest.py) ------------------------
+def test_engine_forecast_has_fixed_shapes_and_horizons_are_slices(smoke_run, spx_store):
+    from aurora_jax.forecast.engine import simulate_batch
+
+    cfg = smoke_run.cfg
+    qcols = ["q05", "q10", "q25", "q50", "q75", "q90", "q95"]
+    r5 = forecast("SPX", 5, "2018-06-01", num_paths=1500, thresholds=[2650.0], store=spx_store, cfg=cfg, drivers=False)
+    assert r5.model_name == "aurora" and r5.model_version == smoke_run.versions[-1] and r5.paths.shape == (1500, 5)
+    again = forecast("SPX", 5, "2018-06-01", num_paths=1500, thresholds=[2650.0], store=spx_store, cfg=cfg,
+                     drivers=False)
+    pd.testing.assert_frame_equal(r5.table, again.table)                  # same request, same numbers
+    r3 = forecast("SPX", 3, "2018-06-01", num_paths=1500, store=spx_store, cfg=cfg, drivers=False)
+    np.testing.assert_array_equal(r3.table[qcols].to_numpy(), r5.table[qcols].to_numpy()[:3])
+    np.testing.assert_array_equal(r3.paths, r5.paths[:, :3])              # the same simulation, sliced
+    # the cone: numpy's linear quantiles of log(P / spot), as prices, non-decreasing across levels
+    log_q = np.quantile(np.log(r5.paths / r5.spot), [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95], axis=0).T
+    np.testing.assert_allclose(r5.table[qcols].to_numpy(), r5.spot * np.exp(log_q), rtol=1e-9)
+    assert (np.diff(r5.table[qcols].to_numpy(), axis=1) >= 0).all()
+    t = r5.thresholds[0]
+    assert t["p_below"] == np.mean(r5.paths[:, -1] < 2650.0) and t["p_touch"] >= min(t["p_below"], t["p_above"])
+    # path counts inside one bucket (serving.engine.path_buckets: 1000, 2000, ...) and any horizon
+    # reuse the compiled shape
+    n = simulate_batch._cached._cache_size()
+    for h, paths, as_of in ((2, 1001, "2017-01-03"), (14, 2000, "2016-06-01"), (1, 1999, None)):
+        r = forecast("SPX", h, as_of, num_paths=paths, store=spx_store, cfg=cfg, drivers=False)
+        assert r.paths.shape == (paths, h) and np.isfinite(r.paths).all()
+    assert simulate_batch._cached._cache_size() == n
+    with pytest.raises(InvalidParameterError) as err:
+        forecast("SPX", 15, num_paths=1000, store=spx_store, cfg=cfg)
+    assert err.value.field == "horizon"
+
+
+def test_engine_what_if_is_conditional_and_keeps_the_key(smoke_run, spx_store, smoke_cfg):
+    base = forecast("SPX", 5, "2018-06-01", num_paths=1000, store=spx_store, cfg=smoke_run.cfg, drivers=False)
+    scen = forecast("SPX", 5, "2018-06-01", num_paths=1000, overrides={"gamma_squeeze_index": -2.5}, store=spx_store,
+                    cfg=smoke_run.cfg, drivers=False)
+    assert scen.conditional and not base.conditional and scen.overrides == {"gamma_squeeze_index": -2.5}
+    assert not np.array_equal(scen.paths, base.paths)
+    from aurora_jax.forecast.api import prepare
+
+    now = float(prepare("SPX", "2018-06-01", store=spx_store, cfg=smoke_run.cfg).inputs.mm_indices[0])
+    same = forecast("SPX", 5, "2018-06-01", num_paths=1000, overrides={"gamma_squeeze_index": now}, store=spx_store,
+                    cfg=smoke_run.cfg, drivers=False)
+    assert same.conditional
+    np.testing.assert_array_equal(same.paths, base.paths)     # no effective change, same key: the same cone
+    with pytest.raises(InvalidParameterError) as err:
+        forecast("SPX", 5, "2018-06-01", num_paths=1000, overrides={"gamma_squeeze_index": 9.0}, store=spx_store,
+                 cfg=smoke_run.cfg)
+    assert err.value.field == "scenario_overrides.gamma_squeeze_index"
+    with pytest.raises(InvalidParameterError) as err:                   # the baseline has no conditioning inputs
+        forecast("SPX", 5, "2018-06-01", num_paths=1000, overrides={"gamma_squeeze_index": 1.0}, store=spx_store,
+                 cfg=smoke_cfg)
+    assert err.value.field == "overrides"
+
+
+def test_cli_engine_forecast_prints_drivers_and_draws_them(smoke_run, spx_store, tmp_path, capsys):
+    rc = main(["forecast", "experiment=smoke", "model=engine", f"data.root={spx_store.root}",
+               f"++model.train.registry_dir={smoke_run.cfg.model.train.registry_dir}",
+               f"model.explain.dir={tmp_path / 'explain'}", f"outputs_dir={tmp_path / 'out'}", "progress=false",
+               "model.explain.fit.days=400", "model.explain.fit.dates=72", "model.explain.fit.paths=64",
+               "model.explain.fit.chunk=24", "model.explain.fit.min_train=12", "model.explain.horizons=[1,5]",
+               "model.explain.fit_on_demand=true", "as_of=2018-06-01"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert f"drivers (surrogate of {smoke_run.versions[-1]}" in out
+    for role in ("upside", "downside", "trend"):
+        assert any(line.strip().startswith(role) and ("R²" in line or "unreliable" in line) for line in out.splitlines())
+    with open(out.strip().splitlines()[-1]) as fh:
+        result = json.load(fh)
+    d = result["drivers"]
+    assert d["horizon"] == 5 and set(d) >= {"upside", "downside", "trend", "reliable"}
+    for role in ("upside", "downside", "trend"):
+        r = d[role]
+        assert r["reliable"] == (r["fidelity_r2"] is not None and r["fidelity_r2"] >= 0.5)
+        assert (len(r["drivers"]) == 3) if r["reliable"] else (r["drivers"] == [] and "min_fidelity" in r["reason"])
+    png = next((tmp_path / "out").rglob("drivers.png")).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "explain" / f"{smoke_run.versions[-1]}.json").exists()   # saved for the engine version
+
+
+def test_path_buckets_bound_the_compiled_shapes():
+    from aurora_jax.forecast.api import path_bucket
+
+    buckets = (1000, 2000, 5000)
+    assert [path_bucket(n, buckets) for n in (1, 1000, 1001, 2000, 4999, 5000)] == [1000, 1000, 2000, 2000, 5000, 5000]
+    # above the largest bucket: the next multiple of it (at most max_paths / 5000 extra shapes)
+    assert [path_bucket(n, buckets) for n in (5001, 10000, 12345, 200000)] == [10000, 10000, 15000, 200000]
+    assert len({path_bucket(n, buckets) for n in range(1, 200001, 97)}) == 2 + 200000 // 5000

@@ -1,5 +1,5 @@
 """Property-based API test against the service's own OpenAPI schema: no request, valid or not,
-ever produces a 5xx.
+ever produces a 5xx -- for the fitted baseline and for the trained engine.
 
 Bodies are generated from ``/schema/openapi.json`` (``ForecastRequest``: types, bounds, lengths,
 required fields), then mutated: a field replaced by an arbitrary JSON value, a required field
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -130,8 +131,10 @@ def requests(draw, schema: dict, valid: bool):
     return body
 
 
-def test_no_request_from_the_schema_or_beside_it_is_a_server_error(spx_app):
-    client = spx_app.client
+@pytest.mark.parametrize("which", ["spx_app", "engine_app"])
+def test_no_request_from_the_schema_or_beside_it_is_a_server_error(which, request):
+    """Against the baseline service and the engine service (the smoke engine)."""
+    client = request.getfixturevalue(which).client
     schema = client.get("/schema/openapi.json").json()
 
     @settings(max_examples=45, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)

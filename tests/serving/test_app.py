@@ -170,7 +170,8 @@ def test_model_failure_is_503_and_ready_reflects_it(spx_app):
     def broken_sampler(h, n, rng):
         raise FloatingPointError("the variance recursion diverged")
 
-    f.cache.put(("SPX", as_of.value), dataclasses.replace(good, sampler=broken_sampler))
+    f.cache.put(("SPX", as_of.value), dataclasses.replace(
+        good, forecast=dataclasses.replace(good.forecast, sampler=broken_sampler)))
     try:
         r = spx_app.client.post("/forecast", json={"asset_id": "SPX", "as_of": "2017-03-01", "num_paths": 1000})
         assert r.status_code == 503 and "diverged" in r.json()["detail"]

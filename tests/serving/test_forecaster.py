@@ -70,8 +70,8 @@ def test_failure_in_one_simulation_stays_with_its_jobs(spx_store, make_cfg):
     cfg = make_cfg()
     f = build_forecaster(cfg, spx_store)
     good = f.prepare("SPX", f.resolve_as_of("SPX", "2016-01-04"))
-    broken = dataclasses.replace(good, sampler=lambda h, n, rng: np.full((n, h), np.nan),
-                                 model_version="broken")
+    broken = dataclasses.replace(good, forecast=dataclasses.replace(
+        good.forecast, sampler=lambda h, n, rng: np.full((n, h), np.nan), model_version="broken"))
     out = f.simulate([ForecastJob(good, 2, 1000, LEVELS, (), 0), ForecastJob(broken, 2, 1000, LEVELS, (), 0),
                       ForecastJob(good, 2, 1000, (0.5,), (), 0)])
     assert not isinstance(out[0], BaseException) and not isinstance(out[2], BaseException)
