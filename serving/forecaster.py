@@ -33,8 +33,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import Future
 from collections.abc import Hashable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -125,6 +125,8 @@ class Forecaster(Protocol):
     def warmup(self, horizon: int, num_paths: int, levels: Sequence[float],
                assets: Sequence[str] | None = None) -> dict: ...
     def refresh_models(self) -> dict[str, str]: ...
+    def required_assets(self) -> set[str]: ...
+    def has_model(self, asset_id: str) -> str | None: ...
     def models(self) -> list[dict]: ...
     def status(self) -> dict[str, dict]: ...
 
@@ -204,6 +206,15 @@ class _Forecaster:
     def _count(self, n: int) -> None:
         if self.on_simulations is not None and n:
             self.on_simulations(n)
+
+    def required_assets(self) -> set[str]:
+        """Assets whose missing model makes the service not ready: ``serving.assets`` when it is
+        set, else every asset for a fitted baseline (it fits anything with prices)."""
+        return set(self.assets)
+
+    def has_model(self, asset_id: str) -> str | None:
+        """None when ``asset_id`` can be forecast, else the reason (a baseline always can)."""
+        return None
 
     # -- request-independent part -----------------------------------------------------------------
     def require_asset(self, asset_id: str) -> None:
@@ -408,8 +419,10 @@ class EngineForecaster(_Forecaster):
         self.shared_flights = 0            # simulations awaited from another batch (single flight)
 
     # -- engines and surrogates ---------------------------------------------------------------------
-    def engine(self, asset_id: str) -> api.EngineModel:
-        """The loaded engine of ``asset_id`` (loaded on first use; ModelUnavailableError with the reason)."""
+    def engine(self, asset_id: str, train_missing: bool = False) -> api.EngineModel:
+        """The loaded engine of ``asset_id`` (loaded on first use; ModelUnavailableError with the
+        reason). ``train_missing`` (warm-up only, never a request): when none is registered and
+        ``forecast.train_if_missing``, the experiment's small default is trained for ``cfg.asset``."""
         hit = self.engines.get(asset_id)
         if hit is not None:
             return hit
@@ -417,8 +430,9 @@ class EngineForecaster(_Forecaster):
             hit = self.engines.get(asset_id)
             if hit is not None:
                 return hit
+            train = bool(train_missing and self.cfg.forecast.get("train_if_missing"))
             try:
-                hit = api.load_engine_model(self.cfg, asset_id)
+                hit = api.load_engine_model(self.cfg, asset_id, train_if_missing=train)
             except ModelUnavailableError as exc:
                 self.unavailable[asset_id] = str(exc)
                 raise
@@ -483,6 +497,23 @@ class EngineForecaster(_Forecaster):
 
     def _prepare_kwargs(self, asset_id: str) -> dict:
         return {"engine": self.engine(asset_id)}
+
+    def required_assets(self) -> set[str]:
+        """``serving.assets`` when set; else only the experiment's asset (``cfg.asset``): the other
+        assets of the store are served when an engine is registered for them and otherwise answer
+        503 with the reason, without making the service unready."""
+        if self.cfg.serving.get("assets") is not None:
+            return set(self.assets)
+        return {str(self.cfg.asset)} & set(self.assets)
+
+    def has_model(self, asset_id: str) -> str | None:
+        """None when an engine is (or, for ``cfg.asset`` with ``forecast.train_if_missing``, has
+        just been trained and) registered for ``asset_id``, else the reason."""
+        try:
+            self.engine(asset_id, train_missing=asset_id == str(self.cfg.asset))
+        except ModelUnavailableError as exc:
+            return str(exc)
+        return None
 
     def _cache_key(self, asset_id: str, as_of: pd.Timestamp) -> tuple | None:
         eng = self.engines.get(asset_id)
@@ -603,7 +634,7 @@ class EngineForecaster(_Forecaster):
         failed: dict[str, str] = {}
         for asset in assets:
             try:
-                self.engine(asset)
+                self.engine(asset, train_missing=True)
             except ModelUnavailableError as exc:
                 failed[asset] = str(exc)
         done, bad = self._prepared_for_warmup([a for a in assets if a not in failed])

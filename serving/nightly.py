@@ -33,7 +33,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from aurora_jax.atomic import atomic_write, atomic_write_json
-from aurora_jax.errors import ConfigError
+from aurora_jax.errors import ConfigError, ModelUnavailableError
 from aurora_jax.eval.scoring import crps_sample
 from aurora_jax.forecast.api import open_store
 from aurora_jax.forecast.fan_chart import plot_fan_chart
@@ -170,6 +170,14 @@ def run(cfg: DictConfig, targets: list[str] | None = None, run_dir: Path | None 
     unknown = [a for a in assets if a not in forecaster.assets]
     if unknown:
         raise ConfigError(f"serving.nightly.assets {unknown} are not served: known {forecaster.assets}")
+    required = set(assets) if ncfg.assets is not None else forecaster.required_assets()
+    skipped = {a: why for a in assets if (why := forecaster.has_model(a)) is not None}
+    bad = {a: why for a, why in skipped.items() if a in required}
+    if bad or len(skipped) == len(assets):
+        raise ModelUnavailableError("nightly: no model for " + "; ".join(f"{a}: {w}" for a, w in skipped.items()))
+    assets = [a for a in assets if a not in skipped]
+    for a, why in skipped.items():
+        console.print(f"skipped {a}: {why}")
     if int(ncfg.horizon) > int(cfg.forecast.max_horizon) or int(ncfg.horizon) < 1:
         raise ConfigError(f"serving.nightly.horizon={ncfg.horizon}: allowed 1 .. {cfg.forecast.max_horizon}")
     calib = CalibrationService(cfg.calibration, Path(cfg.serving.calibration_dir))
@@ -223,7 +231,7 @@ def run(cfg: DictConfig, targets: list[str] | None = None, run_dir: Path | None 
     console.print(t)
     if resumed:
         console.print(f"resumed: {resumed} were already finished and not redone")
-    result = {"night": night.name, "out_dir": str(night), "assets": done, "resumed": resumed,
+    result = {"night": night.name, "out_dir": str(night), "assets": done, "resumed": resumed, "skipped": skipped,
               "outcomes_added": added, "summary": summary}
     atomic_write_json(night / "summary.json", result)
     if run_dir is not None:

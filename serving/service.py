@@ -232,7 +232,9 @@ class ForecastService:
         for asset, st in self.forecaster.status().items():
             assets.setdefault(asset, {}).update(st)
         model_loaded = self.forecaster is not None and self.warmup_error is None
-        ready = model_loaded and self.warmed and fresh and not self.failures
+        required = self.forecaster.required_assets()
+        blocking = [k for k in self.failures if not (k.startswith("model:") and k[len("model:"):] not in required)]
+        ready = model_loaded and self.warmed and fresh and not blocking
         versions = sorted({p.model_version for p in self.latest.values()})
         return Readiness(ready=ready, model_loaded=model_loaded, warmed_up=self.warmed, data_fresh=fresh,
                          reasons=reasons, model_name=str(self.forecaster.model_name),

@@ -60,7 +60,7 @@ def smoke_cfg(tmp_path):
     """The smoke experiment with data and outputs in a temp folder."""
     from aurora_jax.config import load_config
 
-    return load_config(["experiment=smoke", f"data.root={tmp_path / 'data'}",
+    return load_config(["experiment=smoke", "model=garch", f"data.root={tmp_path / 'data'}",
                         f"outputs_dir={tmp_path / 'outputs'}", "progress=false"])
 
 

@@ -2,8 +2,10 @@
 
 At every decision time (a daily close between ``risk.backtest.start`` and ``end``, every
 ``rebalance_every`` bars) the forecaster is called *as of* that close -- by default
-:func:`aurora_jax.forecast.api.forecast`, which refits the configured model on data up to
-``as_of`` only -- and the engine of :mod:`aurora_jax.risk.strategy_backtest` trades on it,
+:func:`aurora_jax.forecast.api.forecast`, which refits a baseline (``model=garch``) on data up to
+``as_of`` only; with the trained engine (``model=engine``) each decision uses the newest registered
+engine whose training history ends by ``as_of`` (never one that saw the future: none is a
+:class:`~aurora_jax.errors.ModelUnavailableError` naming the date to train to) -- and the engine of :mod:`aurora_jax.risk.strategy_backtest` trades on it,
 next to buy-and-hold and a vol-target baseline. Writes ``stats.json``, ``report.md``,
 ``equity.png`` (equity curves and drawdowns), ``decisions.csv`` and ``forecasts.csv`` into
 the run folder and prints the statistics.
@@ -23,7 +25,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from aurora_jax.atomic import atomic_write, atomic_write_json, atomic_write_text
-from aurora_jax.errors import DataRangeError, InvalidParameterError
+from aurora_jax.errors import DataRangeError, InvalidParameterError, ModelUnavailableError
 from aurora_jax.execution.paper_broker import PaperBrokerConfig
 from aurora_jax.risk.acceptance import AcceptanceConfig
 from aurora_jax.risk.breakers import BreakerConfig
@@ -79,13 +81,37 @@ def api_forecaster(cfg: DictConfig, store, asset_id: str, step: int, num_paths: 
     ``latency_ms`` of each point is ``assumed_latency_ms`` when given (reproducible
     backtests), else the measured wall time of the call; the measured time is always kept
     in ``measured_latency_ms`` of the forecasts table."""
-    from aurora_jax.forecast.api import forecast
+    from aurora_jax.forecast import api
 
     levels = tuple(float(q) for q in cfg.quantiles)
+    engines: dict[str, api.EngineModel] = {}
+
+    def point_in_time(as_of: pd.Timestamp) -> api.ForecastResult:
+        """The engine forecast with the newest engine trained on data up to ``as_of`` only."""
+        api.validate_request(step, num_paths, levels, (), cfg.forecast)
+        from aurora_jax.forecast.eval_adapter import AuroraForecaster
+        from aurora_jax.train.registry import load_params
+
+        picks = AuroraForecaster(cfg, store=store).candidates(asset_id, pd.Timestamp(as_of))
+        if not picks:
+            raise ModelUnavailableError(
+                f"no engine for {asset_id} trained on data ending by {pd.Timestamp(as_of).date()} (within "
+                f"eval.engine.max_age_days): train one with `just train experiment=<name> "
+                f"model.train.end={pd.Timestamp(as_of).date()}`, or backtest the baseline with model=garch")
+        entry = picks[0]
+        if entry.version not in engines:
+            engines[entry.version] = api.EngineModel(load_params(entry), entry, asset_id)
+        prep = api.prepare(asset_id, as_of, store=store, cfg=cfg, engine=engines[entry.version])
+        sim = api.simulate(prep, step, num_paths, cfg)
+        return api.result_of(prep, sim, step, levels, ())
 
     def fn(as_of: pd.Timestamp) -> ForecastPoint:
         t0 = time.perf_counter()
-        res = forecast(asset_id, step, as_of=as_of, quantiles=levels, num_paths=num_paths, store=store, cfg=cfg)
+        if str(cfg.model.name) == "aurora":
+            res = point_in_time(as_of)
+        else:
+            res = api.forecast(asset_id, step, as_of=as_of, quantiles=levels, num_paths=num_paths, store=store,
+                               cfg=cfg)
         latency = (time.perf_counter() - t0) * 1e3
         row = res.table[res.table["step"] == step].iloc[0]
         qcols = [c for c in res.table.columns if c.startswith("q")]

@@ -82,14 +82,26 @@ def test_unknown_asset_and_as_of_out_of_range(spx_store, smoke_cfg):
         forecast("SPX", 5, "1990-06-01", num_paths=1000, store=spx_store, cfg=smoke_cfg)
 
 
-def test_cli_forecast_on_fresh_store_writes_outputs(tmp_path, capsys):
-    """README command 1 in miniature: an empty store is filled with the embedded default."""
-    rc = main(["forecast", "experiment=smoke", f"data.root={tmp_path / 'data'}",
-               f"outputs_dir={tmp_path / 'out'}", "progress=false"])
-    assert rc == 0
+def test_cli_forecast_on_fresh_machine_ingests_trains_and_forecasts(tmp_path, capsys):
+    """README command 1 in miniature: an empty store is filled with the embedded default, no
+    engine is registered, so the experiment's small default engine is trained and registered
+    first (``forecast.train_if_missing``), then the engine forecasts; a second call reuses it."""
+    from aurora_jax.train.registry import list_entries
+
+    reg = tmp_path / "registry"
+    args = ["forecast", "experiment=smoke", f"data.root={tmp_path / 'data'}", f"outputs_dir={tmp_path / 'out'}",
+            "progress=false", f"model.train.registry_dir={reg}", f"model.explain.dir={tmp_path / 'explain'}"]
+    assert main(args) == 0
     path = capsys.readouterr().out.strip().splitlines()[-1]
-    out = json.loads(open(path).read())
+    with open(path) as fh:
+        out = json.load(fh)
+    entries = list_entries(reg)
+    assert [e.experiment for e in entries] == ["smoke_quick"] and entries[0].asset_id == "SPX"
+    assert out["model_name"] == "aurora" and out["model_version"] == entries[0].version
     assert out["asset_id"] == "SPX" and out["num_paths"] == 1000 and len(out["quantiles"]) == 5
+    q = np.array([[row[c] for c in ("q05", "q10", "q25", "q50", "q75", "q90", "q95")] for row in out["quantiles"]])
+    assert (np.diff(q, axis=1) >= 0).all() and (q[-1, -1] - q[-1, 0]) > (q[0, -1] - q[0, 0]) > 0
+    assert main([*args, "horizon=3"]) == 0 and len(list_entries(reg)) == 1     # reused, not retrained
     run_dir = tmp_path / "out"
     pngs = list(run_dir.rglob("fan_chart.png"))
     assert pngs and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -149,7 +149,7 @@ def test_backtest_command_on_real_btc(real_store, tmp_path):
     from aurora_jax.config import load_config
     from aurora_jax.risk.backtest_command import run
 
-    cfg = load_config(["experiment=btc_daily", f"data.root={real_store.root}", f"outputs_dir={tmp_path}",
+    cfg = load_config(["experiment=btc_daily", "model=garch", f"data.root={real_store.root}", f"outputs_dir={tmp_path}",
                        "progress=false", "risk.backtest.start=2024-05-20", "risk.backtest.num_paths=1000",
                        "risk.backtest.trial_prob_thresholds=[0.51,0.52]", "risk.backtest.prob_threshold=0.51"])
     seen = []
@@ -174,3 +174,25 @@ def test_backtest_command_on_real_btc(real_store, tmp_path):
     assert (tmp_path / "equity.png").stat().st_size > 10_000
     assert "| strategy |" in (tmp_path / "report.md").read_text()
     assert len(rep.strategy.equity) == len(rep.baselines["buy_and_hold"].equity)
+
+
+def test_backtest_with_the_engine_never_uses_an_engine_trained_past_the_decision(smoke_run, spx_store, tmp_path):
+    """model=engine: each decision uses the newest engine whose training history ends by its
+    as-of (the smoke engine: 2016-06-30); before that, a clear error instead of a look-ahead."""
+
+    from aurora_jax.config import load_config
+    from aurora_jax.errors import ModelUnavailableError
+    from aurora_jax.forecast.api import forecast
+    from aurora_jax.risk.backtest_command import api_forecaster
+
+    cfg = load_config(["experiment=smoke", f"data.root={spx_store.root}", f"outputs_dir={tmp_path}", "progress=false",
+                       f"model.train.registry_dir={smoke_run.cfg.model.train.registry_dir}",
+                       "forecast.train_if_missing=false"])
+    fn = api_forecaster(cfg, spx_store, "SPX", 3, 1000)
+    point = fn(pd.Timestamp("2016-08-01", tz="UTC"))
+    ref = forecast("SPX", 3, "2016-08-01", quantiles=tuple(cfg.quantiles), num_paths=1000, store=spx_store, cfg=cfg,
+                   drivers=False)
+    np.testing.assert_array_equal(point.quantiles, ref.table[ref.table["step"] == 3].iloc[0, 4:].to_numpy(float))
+    assert point.paths.shape == (1000,) and np.isfinite(point.paths).all()
+    with pytest.raises(ModelUnavailableError, match="model.train.end=2016-06-01"):
+        fn(pd.Timestamp("2016-06-01", tz="UTC"))

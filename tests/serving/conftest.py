@@ -7,7 +7,7 @@ import io
 import pytest
 
 SMALL = [
-    "experiment=smoke", "progress=false", "serving.assets=[SPX]", "serving.max_paths=5000",
+    "experiment=smoke", "model=garch", "progress=false", "serving.assets=[SPX]", "serving.max_paths=5000",
     "serving.default_num_paths=1000", "serving.warmup.num_paths=1000", "serving.refresh_s=0",
     "serving.batch.window_ms=5", "serving.nightly.num_paths=1000", "serving.nightly.horizon=5",
     "serving.nightly.crps_levels=19",
@@ -64,7 +64,7 @@ def spx_app(spx_store, serve_cfg):
 
 # -- the engine-backed service (the smoke engine of tests/conftest.py's smoke_run; never trained here) --
 ENGINE = [
-    "experiment=smoke", "model=engine", "progress=false", "serving.max_paths=5000", "serving.default_num_paths=1000",
+    "experiment=smoke", "model=engine", "forecast.train_if_missing=false", "progress=false", "serving.max_paths=5000", "serving.default_num_paths=1000",
     "serving.warmup.num_paths=1000", "serving.refresh_s=0", "serving.batch.window_ms=5",
     "serving.engine.path_buckets=[1000,5000]", "serving.engine.batch_buckets=[1,4]",
     "serving.nightly.num_paths=1000", "serving.nightly.horizon=5", "serving.nightly.crps_levels=19",
