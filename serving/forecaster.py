@@ -17,8 +17,9 @@ simulation has exactly the requested horizon.
 :class:`EngineForecaster` (``model.name`` aurora): the latest registered engine per asset. Every
 simulation has the engine's ``horizon_max`` steps and the path bucket of its ``num_paths``
 (``serving.engine.path_buckets``; the horizon is a slice), and distinct simulations of one
-collection window that share an engine version and a path bucket run in ONE vmapped call
-padded to a batch bucket (``serving.engine.batch_buckets``), so the compiled shapes are
+collection window that share an engine version and a path bucket run in vmapped calls whose
+sizes are batch buckets (``serving.engine.batch_buckets``, largest first, no padding while the
+smallest bucket fits: :func:`aurora_jax.forecast.api.batch_pieces`), so the compiled shapes are
 ``len(path_buckets) x len(batch_buckets)`` per engine architecture, all compiled by
 :meth:`EngineForecaster.warmup` before ``/ready``. Requests above the largest path bucket simulate
 the next multiple of it, one at a time; that shape is compiled on its first use (lazily, bounded

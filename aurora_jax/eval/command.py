@@ -102,7 +102,8 @@ def build_metrics(cfg: DictConfig, result: WalkForwardResult, peers: list[str]) 
     ours = str(ev.ours)
     cands = [ours + CAL_SUFFIX, ours] + [p + CAL_SUFFIX for p in peers]
     present = set(sc["method"].unique()) if len(sc) else set()
-    targets = {"ours": ours, "candidates": [M.check_targets(sc, c, best, ev.targets, headline)
+    targets = {"ours": ours, "crps_improvement": float(ev.targets.crps_improvement),
+               "candidates": [M.check_targets(sc, c, best, ev.targets, headline)
                                             for c in cands if c in present or c.startswith(ours)]}
     if "garch_t" in present and "garch_t" + CAL_SUFFIX in present:
         raw = sc[sc["method"] == "garch_t"]

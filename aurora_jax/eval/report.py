@@ -173,8 +173,10 @@ def markdown(metrics: dict, charts: list[str]) -> str:
         if not t.get("available"):
             L.append(f"- `{t['method']}`: not available in this run.")
             continue
-        crps = ", ".join(f"h={h}: {v['improvement']:+.1%} vs {v['best_peer']} ({'pass' if v['pass'] else 'FAIL'})"
-                         for h, v in t["crps_vs_best_peer"].items())
+        need = metrics["targets"].get("crps_improvement")
+        crps = ", ".join(f"h={h}: {abs(v['improvement']):.1%} {'below' if v['improvement'] >= 0 else 'above'} "
+                         f"{v['best_peer']}" + (f" (target: {need:.0%} below; " if need is not None else " (")
+                         + f"{'pass' if v['pass'] else 'FAIL'})" for h, v in t["crps_vs_best_peer"].items())
         co = t["coverage_overall"]
         L.append(f"- `{t['method']}`: CRPS {crps}; coverage overall cov80={co['cov80']:.3f}, cov90={co['cov90']:.3f} "
                  f"({'pass' if t['coverage_pass'] else 'FAIL'}); per regime x bucket "

@@ -483,15 +483,30 @@ def _stack(trees: Sequence) -> object:
     return jax.tree_util.tree_map(lambda *a: np.stack(a), *trees)
 
 
+def batch_pieces(items: Sequence, buckets: Sequence[int]) -> list[tuple[list, int]]:
+    """``items`` cut into ``(piece, call size)`` pairs: each piece takes the largest bucket that
+    the remaining items fill, so call size == len(piece) except for a remainder smaller than the
+    smallest bucket (its call is padded up to that bucket)."""
+    bs = sorted({int(b) for b in buckets})
+    out, s = [], 0
+    while s < len(items):
+        rest = len(items) - s
+        size = max((b for b in bs if b <= rest), default=bs[0])
+        out.append((list(items[s:s + size]), size))
+        s += size
+    return out
+
+
 def simulate_engine(preps: Sequence[Prepared], num_paths: Sequence[int], *,
                     batch_buckets: Sequence[int] = (1,), path_buckets: Sequence[int] = DEFAULT_PATH_BUCKETS
                     ) -> list[Simulation | BaseException]:
     """Engine simulations of many prepared forecasts (module docstring: fixed shapes).
 
-    Forecasts that share an engine version and a path bucket run in one vmapped, jit-compiled
-    call (:func:`aurora_jax.forecast.engine.simulate_batch`), ``max(batch_buckets)`` at a
-    time, padded to the next batch bucket by repeating the last one; path counts above the
-    largest path bucket run one at a time. Each forecast keeps the first ``num_paths`` paths of
+    Forecasts that share an engine version and a path bucket run in vmapped, jit-compiled calls
+    (:func:`aurora_jax.forecast.engine.simulate_batch`) whose sizes are batch buckets, largest
+    first (:func:`batch_pieces`: 7 with buckets 1/4/16 is one call of 4 and three of 1, so no
+    simulation is wasted on padding; only a remainder below the smallest bucket is padded by
+    repeating the last forecast); path counts above the largest path bucket run one at a time. Each forecast keeps the first ``num_paths`` paths of
     its bucket, sorted per step (numpy). A forecast whose paths are not finite gets its own
     :class:`ModelUnavailableError`; the others are unaffected."""
     from aurora_jax.forecast.engine import simulate_batch
@@ -507,10 +522,7 @@ def simulate_engine(preps: Sequence[Prepared], num_paths: Sequence[int], *,
             continue
         groups.setdefault((p.model_version, path_bucket(int(n), pbs)), []).append(i)
     for (_, bucket), idx in groups.items():
-        step = bbs[-1] if bucket <= pbs[-1] else 1
-        for s in range(0, len(idx), step):
-            chunk = idx[s:s + step]
-            size = bbs[bisect.bisect_left(bbs, len(chunk))] if bucket <= pbs[-1] else 1
+        for chunk, size in batch_pieces(idx, bbs if bucket <= pbs[-1] else (1,)):
             padded = chunk + [chunk[-1]] * (size - len(chunk))
             ps = [preps[i] for i in padded]
             try:

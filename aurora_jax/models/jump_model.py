@@ -12,9 +12,15 @@ On the engine's step grid (one step = one bar, ``k = 0..horizon-1``) with condit
     size             |J| = c s_k Y,  s_k = iv_k / sqrt(bars_per_year),  Y ~ Pareto(alpha, 1)
                      (P(Y > y) = y^-alpha, y >= 1), alpha = tail_min + softplus(raw) > 2
 
-Each (path, step) draws one uniform for its count and one per slot for direction and size
-(the slot's uniform decides the sign and, rescaled, is the Pareto draw); uniforms lie on the open
-interval (0, 1), so ``Y <= 2^(24/alpha)`` is always finite.
+Each (path, step) draws one uniform for its count; each path draws ``B`` uniforms for its jumps,
+used in time order (the ``i``-th jump of a path over the horizon takes the ``i``-th uniform, which
+decides the sign and, rescaled, is the Pareto draw). Sizes are i.i.d. and independent of the
+counts, so this is the law of one draw per (path, step, slot) with far fewer random numbers. As
+every step's intensity is clipped at ``rate_max``, a path's total count is stochastically below
+``Poisson(horizon * rate_max)``; ``B`` (:func:`path_budget`) is the smallest count that this
+exceeds with probability ``<= tail_tol``, the tolerance of the per-step cap (``B = 17`` instead of
+``14 x 4 = 56`` slots for the engine's defaults); jumps beyond ``B`` are dropped. Uniforms lie on
+the open interval (0, 1), so ``Y <= 2^(24/alpha)`` is always finite.
 
 so a jump is a move beyond ``c = detect_threshold`` implied per-bar sigmas, with a power-law
 tail. The Hawkes branching ratio ``n = branching_max sigmoid(raw) < 1`` by construction (each
@@ -107,6 +113,7 @@ class JumpParams(eqx.Module):
     branching_max: float = eqx.field(static=True)
     tail_min: float = eqx.field(static=True)
     compensate: bool = eqx.field(static=True)
+    tail_tol: float = eqx.field(static=True, default=1e-4)   # truncation tolerance (rate_max, path_budget)
 
     def __check_init__(self):
         if self.kind not in KINDS:
@@ -119,6 +126,8 @@ class JumpParams(eqx.Module):
             raise InvalidParameterError("jumps.tail_min", self.tail_min, "> 1 (finite mean size)")
         if int(self.cap) < 1:
             raise InvalidParameterError("jumps.max_per_step", self.cap, "an integer >= 1")
+        if not 0.0 < float(self.tail_tol) < 1.0:
+            raise InvalidParameterError("jumps.tail_tol", self.tail_tol, "0 < tail_tol < 1")
         if not self.threshold > 0 or not self.bars_per_year > 0:
             raise InvalidParameterError("jumps.detect_threshold", self.threshold, "> 0")
 
@@ -175,6 +184,16 @@ class JumpEvents(eqx.Module):
     mask: Float[Array, "paths horizon cap"]
 
 
+@functools.lru_cache(maxsize=256)
+def path_budget(horizon: int, cap: int, rate_max: float, tol: float) -> int:
+    """Jumps represented per path over ``horizon`` steps: the smallest ``B`` with
+    ``P(Poisson(horizon * rate_max) > B) <= tol`` (module docstring), at most ``horizon * cap``."""
+    b = int(stats.poisson.isf(tol, horizon * rate_max))
+    while stats.poisson.sf(b, horizon * rate_max) > tol:
+        b += 1
+    return max(1, min(b, horizon * cap))
+
+
 def _conditioning(params: JumpParams, inputs, horizon: int):
     iv = jnp.asarray(inputs.iv_path, jnp.float32)[:horizon]
     lam0 = params.base_intensity(inputs.regime, iv, inputs.mm_indices)
@@ -226,22 +245,63 @@ def _counts(
     return n.T
 
 
+def _path_draws(params: JumpParams, p_up: Float[Array, ""], key: PRNGKeyArray, num_paths: int,
+                horizon: int) -> Float[Array, "paths budget"]:
+    """The signed size factors ``+-Y`` of each path's jumps in time order (module docstring). One
+    uniform ``u`` per jump gives both: up iff ``u < p_up``, and the rescaled ``u / p_up`` (up) or
+    ``(u - p_up) / (1 - p_up)`` (down) is again uniform and independent of the direction, so it
+    drives the Pareto draw ``Y = r^(-1/alpha)``."""
+    budget = path_budget(horizon, int(params.cap), float(params.rate_max), float(params.tail_tol))
+    u = _open_uniform(key, (num_paths, budget))
+    up = u < p_up
+    r = jnp.where(up, u / p_up, (u - p_up) / (1.0 - p_up))
+    y = jnp.clip(r, 2.0**-24, 1.0) ** (-1.0 / params.alpha)  # Pareto(alpha, 1)
+    return jnp.where(up, y, -y)
+
+
+def _exclusive_cumsum(x: Float[Array, "paths n"], m: int) -> Float[Array, "paths m"]:
+    """``out[:, j] = sum_{i < j} x[:, i]`` for ``j < m``, as one small matmul with a triangular
+    matrix (XLA's cumsum on CPU is several times slower for these short rows; counts stay exact)."""
+    n = x.shape[1]
+    tri = (jnp.arange(n)[:, None] < jnp.arange(m)[None, :]).astype(x.dtype)
+    return jnp.dot(x, tri, precision=jax.lax.Precision.HIGHEST)
+
+
 def _slot_sizes(
     params: JumpParams, iv: Float[Array, " h"], p_up: Float[Array, ""], counts: Int[Array, "paths h"],
     key: PRNGKeyArray,
 ) -> tuple[Float[Array, "paths h cap"], Float[Array, "paths h cap"]]:
     """Signed sizes of the ``cap`` slots of every (path, step), zero beyond ``counts``, and the
-    slot mask. One uniform ``u`` per slot gives both: up iff ``u < p_up``, and the rescaled
-    ``u / p_up`` (up) or ``(u - p_up) / (1 - p_up)`` (down) is again uniform and independent of
-    the direction, so it drives the Pareto draw ``Y = r^(-1/alpha)``."""
+    slot mask: slot ``j`` of step ``k`` is the path's jump number ``i = sum_{l<k} N_l + j``
+    (dropped when ``i >= path_budget``)."""
     num_paths, horizon = counts.shape
-    u = _open_uniform(key, (num_paths, horizon, params.cap))
-    up = u < p_up
-    r = jnp.where(up, u / p_up, (u - p_up) / (1.0 - p_up))
-    y = jnp.clip(r, 2.0**-24, 1.0) ** (-1.0 / params.alpha)  # Pareto(alpha, 1)
-    mask = (jnp.arange(params.cap)[None, None, :] < counts[..., None]).astype(jnp.float32)
-    sizes = jnp.where(up, 1.0, -1.0) * params.step_scale(iv)[None, :, None] * y
+    signed = _path_draws(params, p_up, key, num_paths, horizon)
+    budget = signed.shape[1]
+    first = jnp.cumsum(counts, axis=1) - counts                              # jump number of each step's slot 0
+    slot = jnp.arange(params.cap)[None, None, :]
+    i = first[..., None] + slot                                              # (paths, h, cap)
+    mask = ((slot < counts[..., None]) & (i < budget)).astype(jnp.float32)
+    picked = jnp.take_along_axis(signed, jnp.minimum(i, budget - 1).reshape(num_paths, -1), axis=1)
+    sizes = picked.reshape(num_paths, horizon, params.cap) * params.step_scale(iv)[None, :, None]
     return sizes * mask, mask
+
+
+def _step_sums(
+    params: JumpParams, iv: Float[Array, " h"], p_up: Float[Array, ""], counts: Int[Array, "paths h"],
+    key: PRNGKeyArray,
+) -> Float[Array, "paths h"]:
+    """``_slot_sizes(...)[0].sum(-1)`` without the slots: a step's jumps are the consecutive
+    draws ``first_k .. first_k + N_k - 1`` of its path, so their sum is a difference of the
+    path's cumulative sums (two gathers per step instead of one per slot)."""
+    num_paths, horizon = counts.shape
+    signed = _path_draws(params, p_up, key, num_paths, horizon)
+    budget = signed.shape[1]
+    cs = _exclusive_cumsum(signed, budget + 1)                               # cs[:, j] = sum of draws < j
+    first = _exclusive_cumsum(counts.astype(jnp.float32), horizon).astype(jnp.int32)
+    lo = jnp.minimum(first, budget)
+    hi = jnp.minimum(first + counts, budget)
+    s = jnp.take_along_axis(cs, hi, axis=1) - jnp.take_along_axis(cs, lo, axis=1)
+    return s * params.step_scale(iv)[None, :]
 
 
 def _check_shape(inputs, horizon: int, num_paths: int) -> None:
@@ -253,15 +313,13 @@ def _check_shape(inputs, horizon: int, num_paths: int) -> None:
         raise InvalidParameterError("num_paths", num_paths, ">= 1")
 
 
-def _sizes(params: JumpParams, inputs, key: PRNGKeyArray, horizon: int, num_paths: int):
-    """``(counts, sizes, mask, key for times)``: the draws shared by events and sums (same key,
-    same jumps)."""
+def _draws(params: JumpParams, inputs, key: PRNGKeyArray, horizon: int, num_paths: int):
+    """``(counts, iv, p_up, key for sizes, key for times)``: the draws shared by events and sums
+    (same key, same jumps)."""
     _check_shape(inputs, horizon, num_paths)
     iv, lam0, p_up = _conditioning(params, inputs, horizon)
     k_n, k_s, k_t = jax.random.split(key, 3)
-    counts = _counts(params, lam0, k_n, num_paths)
-    sizes, mask = _slot_sizes(params, iv, p_up, counts, k_s)
-    return counts, sizes, mask, k_t
+    return _counts(params, lam0, k_n, num_paths), iv, p_up, k_s, k_t
 
 
 @eqx.filter_jit
@@ -270,7 +328,8 @@ def sample_jump_events(
 ) -> JumpEvents:
     """Counts, times (in steps from the as-of), signed log-sizes and slot mask per path. The
     times ``k + U_(j)`` are sorted uniforms inside each step (the sizes do not depend on them)."""
-    counts, sizes, mask, k_t = _sizes(params, inputs, key, horizon, num_paths)
+    counts, iv, p_up, k_s, k_t = _draws(params, inputs, key, horizon, num_paths)
+    sizes, mask = _slot_sizes(params, iv, p_up, counts, k_s)
     u_t = _open_uniform(k_t, sizes.shape)
     times = jnp.arange(horizon, dtype=jnp.float32)[None, :, None] + jnp.sort(u_t, -1)
     return JumpEvents(counts, times, sizes, mask)
@@ -290,8 +349,8 @@ def sample_jumps(
 ) -> Float[Array, "paths horizon"]:
     """Per-step log-jump contributions ``[num_paths, horizon]`` (compensated when
     ``params.compensate``). Jit-compiled once per (shape, horizon, num_paths)."""
-    _, sizes, _, _ = _sizes(params, inputs, key, horizon, num_paths)
-    x = sizes.sum(-1)
+    counts, iv, p_up, k_s, _ = _draws(params, inputs, key, horizon, num_paths)
+    x = _step_sums(params, iv, p_up, counts, k_s)
     if params.compensate:
         x = x - expected_jump_sum(params, inputs, horizon)[None, :]
     return x
@@ -514,6 +573,7 @@ def fit_jump_model(
         branching_max=bmax,
         tail_min=tail_min,
         compensate=bool(jump_cfg.compensate),
+        tail_tol=float(jump_cfg.tail_tol),
     )
     report = {
         "rows": n_rows,

@@ -118,6 +118,8 @@ def floor_lot(x: float, lot: float) -> float:
     if x <= 0 or not math.isfinite(x):
         return 0.0 if x <= 0 else x
     r = x / lot
+    if not math.isfinite(r):      # x / lot overflows: x is beyond any limit it is compared with
+        return x
     k = round(r)
     n = k if abs(r - k) <= _ULP_GUARD * max(1.0, abs(k)) else math.floor(r)
     return n * lot

@@ -206,3 +206,16 @@ def test_path_buckets_bound_the_compiled_shapes():
     # above the largest bucket: the next multiple of it (at most max_paths / 5000 extra shapes)
     assert [path_bucket(n, buckets) for n in (5001, 10000, 12345, 200000)] == [10000, 10000, 15000, 200000]
     assert len({path_bucket(n, buckets) for n in range(1, 200001, 97)}) == 2 + 200000 // 5000
+
+
+def test_batch_pieces_use_bucket_sizes_without_padding_waste():
+    from aurora_jax.forecast.api import batch_pieces
+
+    sizes = lambda n, bs: [s for _, s in batch_pieces(list(range(n)), bs)]
+    assert sizes(5, (1, 4, 16)) == [4, 1] and sizes(21, (1, 4, 16)) == [16, 4, 1] and sizes(3, (1, 4, 16)) == [1, 1, 1]
+    for n in range(1, 60):
+        pieces = batch_pieces(list(range(n)), (1, 4, 16))
+        assert [i for p, _ in pieces for i in p] == list(range(n))            # every item once, in order
+        assert all(len(p) == s and s in (1, 4, 16) for p, s in pieces)         # never padded with a bucket of 1
+    # without a bucket of 1 only the remainder below the smallest bucket is padded
+    assert [(len(p), s) for p, s in batch_pieces(list(range(7)), (2, 4))] == [(4, 4), (2, 2), (1, 2)]

@@ -249,3 +249,23 @@ def test_fit_on_real_btc(btc_jump_data, kind):
         p_model = float(jnp.mean(1 - jnp.exp(-lam0)))
         assert 0.2 * rep["jump_rate"] < p_model < 5 * rep["jump_rate"]
     assert np.isfinite(np.asarray(lam0)).all() and (np.asarray(lam0) <= params.rate_max).all()
+
+
+def test_path_budget_drops_jumps_only_with_the_tail_tolerance():
+    """Size uniforms are drawn per path (used in time order) for at most ``path_budget`` jumps:
+    the budget bounds Poisson(horizon * rate_max), which dominates the clipped count process."""
+    from aurora_jax.models.jump_model import path_budget
+
+    p = _params("poisson", rate=50.0, cap=4)                  # every step at rate_max: the worst case
+    b = path_budget(H, 4, p.rate_max, p.tail_tol)
+    lam = H * p.rate_max
+    assert stats.poisson.sf(b, lam) <= 1e-4 < stats.poisson.sf(b - 1, lam) and b < H * 4
+    ev = sample_jump_events(p, _inputs(), jax.random.PRNGKey(11), H, PATHS)
+    kept, total = np.asarray(ev.mask).sum((1, 2)), np.asarray(ev.counts).sum(1)
+    assert total.mean() == pytest.approx(lam, rel=0.03)
+    assert (kept <= total).all() and (kept < total).sum() <= 5       # E = PATHS * 1e-4 = 1 path
+    # the kept slots are the path's first jumps in time: no slot after a dropped one is kept
+    m = np.asarray(ev.mask).reshape(PATHS, -1)
+    order = np.asarray(ev.counts)[..., None] > np.arange(4)       # slots that hold a jump, time order
+    flat = order.reshape(PATHS, -1)
+    assert all((m[i][flat[i]] == np.sort(m[i][flat[i]])[::-1]).all() for i in np.flatnonzero(kept < total))

@@ -111,6 +111,13 @@ def test_floor_lot(v, lot):
     assert abs(f / lot - round(f / lot)) < 1e-6
 
 
+def test_floor_lot_of_a_huge_gate_does_not_overflow():
+    """A CVaR gate ``tau / cvar`` with ``cvar ~ 1e-303`` is ~1e304; ``/ lot`` overflows to inf
+    (found by hypothesis): the gate stays huge and the other limits bind."""
+    assert floor_lot(1.7980943318268173e304, 1e-4) == 1.7980943318268173e304
+    assert floor_lot(float("inf"), 1e-4) == float("inf") and floor_lot(-1.0, 1e-4) == 0.0
+
+
 def test_bad_input(scfg):
     with pytest.raises(InvalidParameterError, match="stop_distance"):
         size_position(base_inputs(stop_distance=0.0), scfg)

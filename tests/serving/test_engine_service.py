@@ -118,15 +118,15 @@ def test_distinct_requests_share_one_call_and_a_bad_one_fails_alone(engine_app, 
     key = f._cache_key("SPX", bad_as_of)
     f.cache.put(key, dataclasses.replace(good, forecast=dataclasses.replace(good.forecast, inputs=nan_inputs)))
     try:
-        dates = ["2017-06-01", "2017-09-01", "2017-12-01"]
+        dates = ["2017-06-01", "2017-09-01", "2017-12-01", "2018-03-01"]   # one call of batch bucket 4
         for d in dates:                                  # prepared (cached): the requests meet in one window
             f.prepare("SPX", f.resolve_as_of("SPX", d))
         batches0, sims0 = svc.batcher.stats.batches, svc.metrics.simulations._value.get()
         outs = _gather(engine_app, [ForecastRequest(asset_id="SPX", horizon=3, as_of=d, num_paths=1000) for d in dates])
-        assert svc.batcher.stats.batches - batches0 == 1 and svc.metrics.simulations._value.get() - sims0 == 3
-        assert not isinstance(outs[0], BaseException) and not isinstance(outs[2], BaseException)
+        assert svc.batcher.stats.batches - batches0 == 1 and svc.metrics.simulations._value.get() - sims0 == 4
+        assert not any(isinstance(outs[i], BaseException) for i in (0, 2, 3))
         assert isinstance(outs[1], Exception) and "non-finite" in str(outs[1])
-        for out, d in ((outs[0], dates[0]), (outs[2], dates[2])):   # batched with others: float32 rounding only
+        for out, d in ((outs[0], dates[0]), (outs[2], dates[2]), (outs[3], dates[3])):   # batched: float32 rounding only
             ref = api.forecast("SPX", 3, d, quantiles=svc.default_levels, num_paths=1000, store=spx_store,
                                cfg=svc.cfg, drivers=False)
             cols = [api.quantile_column(q) for q in svc.default_levels]

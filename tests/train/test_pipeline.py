@@ -113,14 +113,21 @@ def test_models_command_and_missing_model(smoke_run, tmp_path, capsys):
         load_latest(smoke_run.cfg, "BTC-USD")
 
 
-def test_forecast_from_snapshot_updates_the_ewaf_state(smoke_run, spx_store):
+def test_forecast_from_snapshot_updates_the_ewaf_state(smoke_run, spx_store, tmp_path):
     """The integration point: snapshot -> inputs (model's vol path) -> engine, EWAF persisted,
-    point in time and repeatable."""
+    point in time and repeatable. (On a copy of the registry: the state is written next to the
+    model, and the other tests read the shared smoke registry.)"""
+    import shutil
+
+    from omegaconf import OmegaConf
+
     from aurora_jax.features.inputs import build_inputs, snapshot_for_inputs
     from aurora_jax.forecast.engine import forecast_from_snapshot
     from aurora_jax.models.trend_ensemble import EwafTracker
 
-    cfg = smoke_run.cfg
+    reg = tmp_path / "registry"
+    shutil.copytree(smoke_run.cfg.model.train.registry_dir, reg, ignore=shutil.ignore_patterns(".*"))
+    cfg = OmegaConf.merge(smoke_run.cfg, {"model": {"train": {"registry_dir": str(reg)}}})
     params, entry = load_latest(cfg, "SPX")
     tracker = EwafTracker(entry.ewaf_path(), float(cfg.model.trend.ewaf.discount))
     before = tracker.load()
