@@ -207,10 +207,13 @@ class ForecastService:
         fresh = True
         assets: dict[str, dict[str, object]] = {}
         now = pd.Timestamp.now(tz="UTC")
+        required = self.forecaster.required_assets()
         for asset in self.forecaster.assets:
             prep = self.latest.get(asset)
             if prep is None:
                 assets[asset] = {"prepared": False}
+                if asset not in required and f"model:{asset}" in self.failures:
+                    continue          # no model for an optional asset: listed with its reason, not "stale"
                 if self.warmed:
                     fresh = False
                     reasons.append(f"{asset}: no prepared model at the latest data")
@@ -232,7 +235,6 @@ class ForecastService:
         for asset, st in self.forecaster.status().items():
             assets.setdefault(asset, {}).update(st)
         model_loaded = self.forecaster is not None and self.warmup_error is None
-        required = self.forecaster.required_assets()
         blocking = [k for k in self.failures if not (k.startswith("model:") and k[len("model:"):] not in required)]
         ready = model_loaded and self.warmed and fresh and not blocking
         versions = sorted({p.model_version for p in self.latest.values()})

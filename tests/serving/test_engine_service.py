@@ -313,3 +313,18 @@ def test_a_running_simulation_is_shared_by_later_equal_requests(engine_app, monk
     assert calls == [1] and f.shared_flights - shared0 == 1
     np.testing.assert_array_equal(out[0].quantiles[:, 1], out[1].quantiles[:3, 0])   # the same paths
     assert out[1].thresholds[0]["threshold"] == 2500.0 and out[0].thresholds == []
+
+
+def test_assets_without_an_engine_do_not_block_readiness_unless_configured(smoke_run, spx_store, app_starter,
+                                                                            make_engine_cfg):
+    """serving.assets unset: /ready needs an engine for the experiment's asset (SPX) only; NDX,
+    without one, answers 503 with the reason and /ready lists it without turning false."""
+    app = app_starter(make_engine_cfg("serving.engine.path_buckets=[1000]", "serving.engine.batch_buckets=[1]",
+                                      "serving.engine.drivers=false"), spx_store)
+    r = app.client.get("/ready")
+    assert r.status_code == 200 and r.json()["ready"], r.json()
+    assert r.json()["assets"]["NDX"]["engine"] is None and "no trained engine for NDX" in r.json()["assets"]["NDX"]["reason"]
+    assert any(x.startswith("model:NDX") for x in r.json()["reasons"])
+    assert app.client.post("/forecast", json={"asset_id": "SPX", "horizon": 2}).status_code == 200
+    r = app.client.post("/forecast", json={"asset_id": "NDX", "horizon": 2})
+    assert r.status_code == 503 and "no trained engine for NDX" in r.json()["detail"]
