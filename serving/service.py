@@ -208,11 +208,12 @@ class ForecastService:
         assets: dict[str, dict[str, object]] = {}
         now = pd.Timestamp.now(tz="UTC")
         required = self.forecaster.required_assets()
+        optional_missing = {f"model:{a}" for a in self.forecaster.assets if a not in required} & set(self.failures)
         for asset in self.forecaster.assets:
             prep = self.latest.get(asset)
             if prep is None:
                 assets[asset] = {"prepared": False}
-                if asset not in required and f"model:{asset}" in self.failures:
+                if f"model:{asset}" in optional_missing:
                     continue          # no model for an optional asset: listed with its reason, not "stale"
                 if self.warmed:
                     fresh = False
@@ -235,8 +236,7 @@ class ForecastService:
         for asset, st in self.forecaster.status().items():
             assets.setdefault(asset, {}).update(st)
         model_loaded = self.forecaster is not None and self.warmup_error is None
-        blocking = [k for k in self.failures if not (k.startswith("model:") and k[len("model:"):] not in required)]
-        ready = model_loaded and self.warmed and fresh and not blocking
+        ready = model_loaded and self.warmed and fresh and not (set(self.failures) - optional_missing)
         versions = sorted({p.model_version for p in self.latest.values()})
         return Readiness(ready=ready, model_loaded=model_loaded, warmed_up=self.warmed, data_fresh=fresh,
                          reasons=reasons, model_name=str(self.forecaster.model_name),

@@ -267,6 +267,11 @@ def _exclusive_cumsum(x: Float[Array, "paths n"], m: int) -> Float[Array, "paths
     return jnp.dot(x, tri, precision=jax.lax.Precision.HIGHEST)
 
 
+def _first_jump(counts: Int[Array, "paths h"]) -> Int[Array, "paths h"]:
+    """The path's jump number of each step's first jump: ``sum_{l<k} N_l``."""
+    return _exclusive_cumsum(counts.astype(jnp.float32), counts.shape[1]).astype(jnp.int32)
+
+
 def _slot_sizes(
     params: JumpParams, iv: Float[Array, " h"], p_up: Float[Array, ""], counts: Int[Array, "paths h"],
     key: PRNGKeyArray,
@@ -277,7 +282,7 @@ def _slot_sizes(
     num_paths, horizon = counts.shape
     signed = _path_draws(params, p_up, key, num_paths, horizon)
     budget = signed.shape[1]
-    first = jnp.cumsum(counts, axis=1) - counts                              # jump number of each step's slot 0
+    first = _first_jump(counts)
     slot = jnp.arange(params.cap)[None, None, :]
     i = first[..., None] + slot                                              # (paths, h, cap)
     mask = ((slot < counts[..., None]) & (i < budget)).astype(jnp.float32)
@@ -297,7 +302,7 @@ def _step_sums(
     signed = _path_draws(params, p_up, key, num_paths, horizon)
     budget = signed.shape[1]
     cs = _exclusive_cumsum(signed, budget + 1)                               # cs[:, j] = sum of draws < j
-    first = _exclusive_cumsum(counts.astype(jnp.float32), horizon).astype(jnp.int32)
+    first = _first_jump(counts)
     lo = jnp.minimum(first, budget)
     hi = jnp.minimum(first + counts, budget)
     s = jnp.take_along_axis(cs, hi, axis=1) - jnp.take_along_axis(cs, lo, axis=1)

@@ -85,14 +85,18 @@ def api_forecaster(cfg: DictConfig, store, asset_id: str, step: int, num_paths: 
 
     levels = tuple(float(q) for q in cfg.quantiles)
     engines: dict[str, api.EngineModel] = {}
+    selector = None
+    if str(cfg.model.name) == "aurora":
+        from aurora_jax.forecast.eval_adapter import AuroraForecaster
+
+        api.validate_request(step, num_paths, levels, (), cfg.forecast)
+        selector = AuroraForecaster(cfg, store=store)     # its registry selection, point in time
 
     def point_in_time(as_of: pd.Timestamp) -> api.ForecastResult:
         """The engine forecast with the newest engine trained on data up to ``as_of`` only."""
-        api.validate_request(step, num_paths, levels, (), cfg.forecast)
-        from aurora_jax.forecast.eval_adapter import AuroraForecaster
         from aurora_jax.train.registry import load_params
 
-        picks = AuroraForecaster(cfg, store=store).candidates(asset_id, pd.Timestamp(as_of))
+        picks = selector.candidates(asset_id, pd.Timestamp(as_of))
         if not picks:
             raise ModelUnavailableError(
                 f"no engine for {asset_id} trained on data ending by {pd.Timestamp(as_of).date()} (within "
@@ -107,7 +111,7 @@ def api_forecaster(cfg: DictConfig, store, asset_id: str, step: int, num_paths: 
 
     def fn(as_of: pd.Timestamp) -> ForecastPoint:
         t0 = time.perf_counter()
-        if str(cfg.model.name) == "aurora":
+        if selector is not None:
             res = point_in_time(as_of)
         else:
             res = api.forecast(asset_id, step, as_of=as_of, quantiles=levels, num_paths=num_paths, store=store,
