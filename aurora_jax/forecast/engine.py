@@ -9,10 +9,11 @@ already applied: RevIN statistics, regime vector, IV path, MM indices). With ``N
    ``J_{i,k}`` (raw log-return units);
 7. residuals (:class:`~aurora_jax.models.rectified_flow.ResidualFlow`): ``e_{i,k}``, normalized,
    conditioned on ``c = (context_vector, trend latent s_0, student log-scale path)``, centred
-   across paths at every step (zero mean over the horizon);
+   across paths at every step (zero mean over the horizon), times the vol scale ``g_k`` that
+   follows the IV path (:mod:`~aurora_jax.models.vol_scale`);
 8. reconstruction, with ``(loc, scale)`` the RevIN statistics (``denorm(z) = loc + scale z``):
 
-       r_{i,k} = loc + scale (m_k + e_{i,k}) + J_{i,k}
+       r_{i,k} = loc + scale (m_k + g_k e_{i,k}) + J_{i,k}
        log(P_{i,k} / spot) = sum_{j <= k} r_{i,j}
 
    (trend + jump + residual in log space), then per-step quantiles of the log price, made
@@ -41,6 +42,11 @@ from aurora_jax.features.inputs import ModelInputs
 from aurora_jax.models.jump_model import sample_jumps
 from aurora_jax.models.rectified_flow import ResidualFlow
 from aurora_jax.models.trend_ensemble import COMPONENTS, TrendEnsemble, TrendOutput, context_vector
+from aurora_jax.models.vol_scale import VolScale
+
+ENGINE_FORMAT = 2
+"""Version of the engine's parts, part of the registry's inputs signature: 1 = before the vol scale,
+2 = residuals scaled along the vol path (:mod:`~aurora_jax.models.vol_scale`)."""
 
 
 class EngineParams(eqx.Module):
@@ -53,6 +59,7 @@ class EngineParams(eqx.Module):
     flow_steps: int = eqx.field(static=True)
     horizon_max: int = eqx.field(static=True)
     flow_solver: str = eqx.field(static=True, default="midpoint")
+    vol_scale: VolScale | None = None  # residual width along the vol path (None: engines from before it, g = 1)
 
 
 class EngineOutput(eqx.Module):
@@ -77,6 +84,13 @@ def flow_cond_dim(regime_dim: int, horizon_max: int, latent_dim: int) -> int:
     return context_dim(regime_dim, horizon_max) + latent_dim + horizon_max
 
 
+def residual_scale(params: EngineParams, inputs: ModelInputs) -> Float[Array, " horizon_max"]:
+    """``g_k`` of :mod:`aurora_jax.models.vol_scale` (ones for an engine without a vol scale)."""
+    if params.vol_scale is None:
+        return jnp.ones_like(inputs.iv_path)
+    return params.vol_scale(inputs.iv_path, inputs.revin_scale)
+
+
 def _check_static(params: EngineParams, horizon: int, num_paths: int) -> None:
     if not isinstance(horizon, int) or not 1 <= horizon <= params.horizon_max:
         raise InvalidParameterError("horizon", horizon, f"an integer in [1, {params.horizon_max}]")
@@ -92,7 +106,7 @@ def simulate_log_returns(params: EngineParams, inputs: ModelInputs, key: PRNGKey
     resid = params.flow.sample(flow_condition(inputs, trend), k_flow, num_paths, params.flow_steps,
                                solver=params.flow_solver)
     jumps = sample_jumps(params.jumps, inputs, k_jump, horizon, num_paths)
-    z = trend.mean[:horizon] + resid[:, :horizon]
+    z = trend.mean[:horizon] + resid[:, :horizon] * residual_scale(params, inputs)[:horizon]
     return inputs.revin_loc + inputs.revin_scale * z + jumps, trend
 
 

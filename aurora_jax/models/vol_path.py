@@ -15,8 +15,11 @@ so every path moves monotonically from today's level toward ``mu_t`` (half-life
   IV/skew descriptors, prior level = the mean skew of the fitting rows;
 * ``realized`` (used when IV is missing or stale): ``x = log rv_L`` (realized vol over
   ``regime.long_days``), features without the IV/skew descriptors (so it sees the same inputs with
-  or without IV); its path is shifted by ``log_vrp`` = mean ``log IV - log rv_L`` on the fitting
-  rows that have both (implied-vol units; 0 when no IV was there to fit).
+  or without IV); its path is shifted by ``log_vrp``, the mean ``log IV - log rv_L`` over the ``n``
+  fitting rows that have both, shrunk toward the prior ``vrp_prior`` with the weight of
+  ``vrp_prior_rows = n0`` rows: ``log_vrp = (sum gaps + n0 vrp_prior) / (n + n0)`` (implied-vol
+  units; the prior alone when no IV was there to fit, so an engine trained before IV existed
+  still compares a later observed IV with realized vol plus a premium, not with realized vol).
 
 A feature whose regime block is masked at a row enters as 0 (its masked value).
 
@@ -336,7 +339,10 @@ def fit_vol_path(
             raise InvalidParameterError(f"vol_path.{key}", vol_cfg[key], ">= 0")
     gaps = np.concatenate([d.log_iv - d.log_rv for d in data])
     gaps = gaps[np.isfinite(gaps)]
-    log_vrp = float(gaps.mean()) if len(gaps) else 0.0
+    prior, n0 = float(vol_cfg.vrp_prior), float(vol_cfg.vrp_prior_rows)
+    if not (np.isfinite(prior) and n0 >= 0):
+        raise InvalidParameterError("vol_path.vrp_prior_rows", vol_cfg.vrp_prior_rows, ">= 0 (and a finite vrp_prior)")
+    log_vrp = (float(gaps.sum()) + n0 * prior) / (len(gaps) + n0) if len(gaps) + n0 > 0 else 0.0
     fi, fr = (
         feature_positions(vol_cfg, layout, "implied"),
         feature_positions(vol_cfg, layout, "realized"),

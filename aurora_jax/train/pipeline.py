@@ -12,7 +12,8 @@ Stages (one rich progress bar each for the gradient-trained ones):
 4. AR / TCN  -- local AR (closed form, nothing to fit); TCN-lite by masked MSE
 5. meta      -- per-regime meta-weights on the validation split; EWAF state replayed over it
 6. jumps     -- :func:`aurora_jax.models.jump_model.fit_jump_model` on the training history
-7. flow      -- rectified flow on residual paths ``y - trend - realized jumps / scale``
+7. flow      -- the vol scale ``g`` (:mod:`aurora_jax.models.vol_scale`) and a rectified flow on the
+                 residual paths ``(y - trend - realized jumps / scale) / g``
 8. register  -- EngineParams + entry (data ranges, hyperparameters, seed, git sha, metrics)
 
 Every random draw comes from ``jax.random.PRNGKey(cfg.seed)`` split per stage, so the same
@@ -40,6 +41,7 @@ from aurora_jax.forecast.engine import EngineParams, engine_forecast
 from aurora_jax.models.jump_model import fit_jump_model, jump_data
 from aurora_jax.models.trend_ensemble import COMPONENTS, EwafState
 from aurora_jax.models.vol_path import fit_vol_path, vol_path_data
+from aurora_jax.models.vol_scale import fit_vol_scale
 from aurora_jax.train import stages
 from aurora_jax.train.checkpoint import save_pytree
 from aurora_jax.train.dataset import EngineData, attach_inputs, build_dataset
@@ -194,12 +196,17 @@ def train_experiment(cfg: DictConfig, progress: bool = True, run_dir: Path | Non
     t0 = time.perf_counter()
     cond, trend_mean = (np.asarray(a) for a in stages.flow_conditions(trend, data.inputs))
     resid = stages.residual_targets(data, trend_mean, realized_jumps(data, jump_params, vol_params))
+    iv_path = np.asarray(data.inputs.iv_path)
+    vol_scale, vs_report = fit_vol_scale(resid[data.train], data.y_mask[data.train], iv_path[data.train],
+                                         data.scale[data.train], e.vol_scale)
+    resid = resid / np.asarray(vol_scale(iv_path, data.scale))
     res_f = stages.train_flow(cfg, data, cond, resid, keys["flow"], stage_rng(seed, "flow"), progress)
     checkpoint("flow", res_f.model)
-    done("flow", t0, **res_f.summary(), resid_std=float(np.std(resid[data.train])))
+    done("flow", t0, **res_f.summary(), resid_std=float(np.std(resid[data.train])), vol_scale=vs_report)
 
     params = EngineParams(trend=trend, jumps=jump_params, flow=res_f.model, vol_path=vol_params,
-                          flow_steps=int(e.flow.sample_steps), horizon_max=H, flow_solver=str(e.flow.solver))
+                          flow_steps=int(e.flow.sample_steps), horizon_max=H, flow_solver=str(e.flow.solver),
+                          vol_scale=vol_scale)
     t0 = time.perf_counter()
     metrics = validation_crps(cfg, params, data, keys["eval"])
     done("eval", t0, **metrics)

@@ -74,14 +74,19 @@ def registry_dir(cfg) -> Path:
 
 def inputs_signature(cfg) -> str:
     """Hash of what fixes the engine's input shapes and meaning: the regime-vector layout (every
-    entry's name), ``inputs.lookback_days`` and ``inputs.horizon_max``. A model registered under
-    another signature cannot read today's :class:`~aurora_jax.features.inputs.ModelInputs`."""
+    entry's name), ``inputs.lookback_days``, ``inputs.horizon_max`` and the engine format
+    (:data:`~aurora_jax.forecast.engine.ENGINE_FORMAT`). A model registered under another signature
+    cannot read today's :class:`~aurora_jax.features.inputs.ModelInputs` or predates a change of the
+    engine's parts."""
     from aurora_jax.features.inputs import engine_config
     from aurora_jax.features.regime_vector import regime_layout
+    from aurora_jax.forecast.engine import ENGINE_FORMAT
 
     e = engine_config(cfg)
     spec = {"regime": list(regime_layout(int(e.inputs.regime_dim)).names),
             "lookback_days": int(e.inputs.lookback_days), "horizon_max": int(e.inputs.horizon_max)}
+    if ENGINE_FORMAT > 1:
+        spec["engine_format"] = ENGINE_FORMAT
     return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:12]
 
 
@@ -165,8 +170,8 @@ def load_latest(cfg, asset_id: str, experiment: str | None = None):
     if not entries and list_entries(root, asset_id, experiment):
         raise ModelUnavailableError(
             f"the engines registered for {asset_id} under {root} were trained on other model inputs (regime "
-            f"vector layout / lookback / horizon than the current config): retrain with `just train "
-            f"experiment=<name>`")
+            f"vector layout / lookback / horizon than the current config) or by an older engine format: retrain "
+            f"with `just train experiment=<name>`")
     if not entries:
         raise ModelUnavailableError(
             f"no trained engine for {asset_id} under {root}: run `just train experiment=<name>` "

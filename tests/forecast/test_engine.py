@@ -24,6 +24,7 @@ from aurora_jax.forecast.engine import (
 )
 from aurora_jax.models.jump_model import JumpParams, max_rate, sample_jumps
 from aurora_jax.models.trend_ensemble import COMPONENTS, TrendEnsemble
+from aurora_jax.models.vol_scale import DAYS_PER_YEAR, VolScale
 from aurora_jax.train import stages
 from aurora_jax.train.pipeline import engine_config
 
@@ -90,6 +91,39 @@ def test_reconstruction_is_trend_plus_jump_plus_residual(params):
     np.testing.assert_allclose(np.asarray(out.trend_weights),
                                np.asarray(jax.nn.softmax(params.trend.meta_logits[1])), rtol=1e-6)
     assert out.components.shape == (len(COMPONENTS), H)
+
+
+def with_vol_scale(params, beta: float, center: float) -> EngineParams:
+    return EngineParams(trend=params.trend, jumps=params.jumps, flow=params.flow, vol_path=None,
+                        flow_steps=params.flow_steps, horizon_max=H,
+                        vol_scale=VolScale(jnp.asarray(beta, jnp.float32), jnp.asarray(center, jnp.float32)))
+
+
+def test_residual_width_follows_the_vol_path(params):
+    x = make_inputs(8)
+    key = jax.random.PRNGKey(11)
+    center = float(np.log(0.55 / np.sqrt(DAYS_PER_YEAR)) - np.log(float(x.revin_scale)))
+    vp = with_vol_scale(params, 0.8, center)
+    # beta = 0 is the engine without a vol scale, bit for bit
+    a = engine_forecast(params, x, key, LEVELS, jnp.zeros((0,)), H, N)
+    b = engine_forecast(with_vol_scale(params, 0.0, center), x, key, LEVELS, jnp.zeros((0,)), H, N)
+    np.testing.assert_array_equal(np.asarray(a.log_paths), np.asarray(b.log_paths))
+    # the residual is g_k times the flow's draw (reconstruction identity with g)
+    out = engine_forecast(vp, x, key, LEVELS, jnp.zeros((0,)), H, N)
+    k_jump, k_flow = jax.random.split(key)
+    trend = params.trend(x)
+    resid = params.flow.sample(flow_condition(x, trend), k_flow, N, params.flow_steps)
+    g = np.exp(0.8 * np.clip(np.log(np.asarray(x.iv_path) / np.sqrt(DAYS_PER_YEAR) / float(x.revin_scale)) - center,
+                             -1.5, 1.5))
+    r = x.revin_loc + x.revin_scale * (trend.mean + np.asarray(resid) * g) + sample_jumps(params.jumps, x, k_jump, H, N)
+    np.testing.assert_allclose(np.asarray(out.log_paths), np.cumsum(np.asarray(r), axis=1), rtol=1e-4, atol=1e-5)
+    # a higher vol path (what a what-if IV does) widens the cone at every step, same key
+    widths = []
+    for m in (0.7, 1.0, 1.5, 2.0):
+        xm = x.__class__(**{**{f: getattr(x, f) for f in x.__dataclass_fields__}, "iv_path": x.iv_path * m})
+        q = np.asarray(engine_forecast(vp, xm, key, LEVELS, jnp.zeros((0,)), H, N).quantiles)
+        widths.append(q[:, -1] - q[:, 0])
+    assert np.all(np.diff(np.asarray(widths), axis=0) > 0)
 
 
 def test_quantiles_match_numpy_and_never_cross(params):

@@ -148,6 +148,26 @@ def test_linear_engine_is_recovered_and_horizon_mapping():
     assert [sur.horizon_for(h) for h in (None, 1, 2, 7, 9, 14, 30)] == [14, 1, 7, 7, 14, 14, 14]
 
 
+def test_optional_quadratic_basis_is_chosen_only_where_the_target_is_curved():
+    import dataclasses
+
+    rng = np.random.default_rng(6)
+    x = synthetic_inputs(300, rng)
+    X = block_features(x, rng.standard_normal((300, 4, 14)))
+    spec = feature_spec(DIM)
+    j = spec.names.index("iv_z")
+    z = (X[:, j] - X[:, j].mean()) / X[:, j].std()
+    curved = 0.3 * z**2 + 0.01 * rng.standard_normal(300)
+    straight = 0.3 * z + 0.01 * rng.standard_normal(300)
+    Y = np.stack([curved, straight] * 4 + [curved], axis=1)
+    quad = fit_surrogate(X, Y, spec, dataclasses.replace(CFG, quadratic=True))
+    lin = fit_surrogate(X, Y, spec, CFG)                                  # the default: linear only
+    assert quad.quad_used[0] == 1 and quad.quad_used[1] == 0
+    assert not lin.quad_used.any()
+    assert quad.fidelity[0] > 0.95 > lin.fidelity[0]
+    assert min(quad.fidelity[1], lin.fidelity[1]) > 0.99
+
+
 def test_save_load_round_trip(tmp_path):
     x, _tp, X, Y, _ = synthetic_market(160, "macro", seed=4, paths=64)
     sur = fit_surrogate(X, Y, feature_spec(DIM), CFG, meta={"engine_version": "v1", "asset_id": "SYN"})

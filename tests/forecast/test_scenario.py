@@ -1,7 +1,7 @@
 """What-if scenarios on real BTC data (IV = Deribit DVOL, Binance funding) with a real engine.
 
 The engine here is assembled from the train package's public pieces on the real BTC history:
-the vol-path and jump stages are fitted (aurora_jax.models), the trend / flow networks are at
+the vol-path, jump and vol-scale stages are fitted (aurora_jax.models), the trend / flow networks are at
 their seeded initialisation (training them takes minutes; every property below holds for any
 parameters), and the version is registered in a temporary registry so that the loading path
 (`load_latest`, orbax restore) is the one the CLI and the service use.
@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from aurora_jax.errors import InvalidParameterError, ModelUnavailableError
 
@@ -52,7 +53,9 @@ def env(tmp_path_factory, real_store):
     from aurora_jax.forecast.scenario import load_engine, prepare_base
     from aurora_jax.models.jump_model import fit_jump_model, jump_data
     from aurora_jax.models.trend_ensemble import TrendEnsemble
+    from aurora_jax.models.vol_scale import fit_vol_scale
     from aurora_jax.train import stages
+    from aurora_jax.train.dataset import attach_inputs, build_dataset
     from aurora_jax.train.registry import RegistryEntry, inputs_signature, make_version, register, registry_dir
 
     tmp = tmp_path_factory.mktemp("scenario")
@@ -64,8 +67,15 @@ def env(tmp_path_factory, real_store):
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
     trend = TrendEnsemble(stages.init_student(cfg, k1), stages.init_ar(cfg), stages.init_tcn(cfg, k2),
                           jnp.zeros((3, 3)), float(cfg.model.trend.ewaf.eta))
+    # the vol scale fitted as the pipeline does, on the real normalized future returns (trend 0)
+    tcfg = OmegaConf.merge(cfg, {"model": {"train": {"start": "2021-01-01", "end": "2023-12-01"}}})
+    data = attach_inputs(build_dataset(real_store, ASSET, tcfg), vol, tcfg)
+    tr = data.train
+    vol_scale, _ = fit_vol_scale(data.y[tr], data.y_mask[tr], np.asarray(data.inputs.iv_path)[tr], data.scale[tr],
+                                 cfg.model.vol_scale)
     params = EngineParams(trend=trend, jumps=jumps, flow=stages.init_flow(cfg, k3), vol_path=vol,
-                          flow_steps=int(cfg.model.flow.sample_steps), horizon_max=int(cfg.model.inputs.horizon_max))
+                          flow_steps=int(cfg.model.flow.sample_steps), horizon_max=int(cfg.model.inputs.horizon_max),
+                          vol_scale=vol_scale)
     now = pd.Timestamp("2024-01-01", tz="UTC").to_pydatetime()
     entry = RegistryEntry(version=make_version(ASSET, "scenario_test", params, now), asset_id=ASSET,
                           experiment="scenario_test", created_at=now.isoformat(), seed=0, git_sha="test",
@@ -149,6 +159,21 @@ def test_same_key_makes_the_difference_the_override(env):
     assert np.all(np.diff(hi.scenario.quantiles, axis=1) >= 0)
     d = hi.to_dict()
     assert d["conditional"] is True and len(d["difference"]) == H and d["overrides"] == {"iv_30d_atm": 95.0}
+
+
+def test_iv_what_if_widens_the_cone_as_iv_rises(env):
+    """Raising the implied vol widens the P5-P95 band at every step, lowering it narrows it: the
+    residuals scale with the IV path (beta fitted on the real BTC history, > 0 there)."""
+    cfg, _, engine, base = env
+    assert float(engine.params.vol_scale.beta) > 0.2
+    s = cfg.model.scenario
+    lo = base.rv_long / float(s.iv_below_rv_factor) * 1.05 * 100.0
+    hi = min(base.rv_long * float(s.iv_above_rv_factor) * 0.95, float(s.iv_bounds[1])) * 100.0
+    widths = []
+    for iv in np.linspace(lo, hi, 4):
+        q = run(env, {"iv_30d_atm": float(iv)}).scenario.quantiles
+        widths.append(q[:, -1] - q[:, 0])
+    assert np.all(np.diff(np.asarray(widths), axis=0) > 0), np.asarray(widths)
 
 
 def test_index_and_funding_overrides(env):

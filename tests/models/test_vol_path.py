@@ -98,7 +98,12 @@ def test_recovers_known_parameters(engine_cfg, layout):
     assert float(params.implied.kappa) == pytest.approx(kappa, rel=0.25)
     th = np.asarray(params.implied.theta)
     assert th[0] == pytest.approx(a, abs=0.1) and th[1] == pytest.approx(b, abs=0.25)
-    assert float(params.log_vrp) == pytest.approx(0.2, abs=1e-6)
+    # the premium: the rows' mean gap 0.2, shrunk toward vrp_prior with the weight of vrp_prior_rows
+    n0, prior = float(cfg.vrp_prior_rows), float(cfg.vrp_prior)
+    assert float(params.log_vrp) == pytest.approx((n * 0.2 + n0 * prior) / (n + n0), abs=1e-6)
+    assert rep["vrp_rows"] == n
+    no_prior = OmegaConf.merge(cfg, {"vrp_prior_rows": 0})
+    assert float(fit_vol_path([d], no_prior, layout)[0].log_vrp) == pytest.approx(0.2, abs=1e-6)
 
 
 def test_spx_vix_fit_beats_random_walk_out_of_sample(spx_hist, engine_cfg, layout):
@@ -133,16 +138,18 @@ def test_fallback_when_iv_missing(real_store, engine_cfg, layout):
     from aurora_jax.features.inputs import fit_vol_params_on
 
     params = fit_vol_params_on(h, engine_cfg)
-    assert float(params.log_vrp) == 0.0  # no IV anywhere to estimate a premium
+    # no IV anywhere to estimate a premium: the prior (a later observed IV is compared with rv + prior)
+    assert float(params.log_vrp) == pytest.approx(float(engine_cfg.model.vol_path.vrp_prior))
     x, _ = build_inputs(snap, engine_cfg, vol_params=params)
     rv0 = float(h.desc["log_rv_long"].iloc[-1])
     want = np.exp(
         np.asarray(
             params.realized.path(jnp.asarray(rv0), jnp.asarray(h.regime[-1], jnp.float32), 14)
         )
+        + float(params.log_vrp)
     )
     np.testing.assert_allclose(np.asarray(x.iv_path), want, rtol=1e-5)
-    assert float(x.iv_path[0]) == pytest.approx(np.exp(rv0), rel=0.2)
+    assert float(x.iv_path[0]) == pytest.approx(np.exp(rv0 + float(params.log_vrp)), rel=0.2)
 
 
 def test_implied_and_fallback_switch_per_row(spx_hist, engine_cfg, layout):

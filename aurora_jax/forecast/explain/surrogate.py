@@ -60,7 +60,7 @@ class SurrogateConfig:
     horizons: tuple[int, ...] = (1, 7, 14)
     levels: tuple[float, float, float] = (0.05, 0.5, 0.95)
     log_widths: bool = True
-    quadratic: bool = True
+    quadratic: bool = False
     ridge_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
     cv_folds: int = 5
     test_fraction: float = 0.25
