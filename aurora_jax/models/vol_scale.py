@@ -76,15 +76,16 @@ def fit_vol_scale(resid: Float[np.ndarray, "n h"], mask: Float[np.ndarray, "n h"
     center = float(np.median(x[ok]))
     xc = np.clip(x - center, -clip, clip)
     a = np.abs(resid)
-    losses = []
-    for b in betas:
+
+    def loss(b: float) -> float:
         tot = 0.0
         for k in range(h):
             m = ok[:, k]
             tot += b * xc[m, k].mean() + np.log(np.mean(a[m, k] * np.exp(-b * xc[m, k])) + _TINY)
-        losses.append(tot / h)
+        return tot / h
+
+    losses = [loss(float(b)) for b in betas]
     best = int(np.argmin(losses))
-    report = {"beta": float(betas[best]), "center": center, "clip": clip,
-              "loss": float(losses[best]), "loss_beta0": float(losses[int(np.argmin(np.abs(betas)))]),
-              "x_sd": float(np.std(x[ok]))}
+    report = {"beta": float(betas[best]), "center": center, "clip": clip, "loss": float(losses[best]),
+              "loss_beta0": loss(0.0), "x_sd": float(np.std(x[ok]))}
     return VolScale(jnp.asarray(betas[best], jnp.float32), jnp.asarray(center, jnp.float32), clip), report
