@@ -340,8 +340,10 @@ def fit_vol_path(
     gaps = np.concatenate([d.log_iv - d.log_rv for d in data])
     gaps = gaps[np.isfinite(gaps)]
     prior, n0 = float(vol_cfg.vrp_prior), float(vol_cfg.vrp_prior_rows)
-    if not (np.isfinite(prior) and n0 >= 0):
-        raise InvalidParameterError("vol_path.vrp_prior_rows", vol_cfg.vrp_prior_rows, ">= 0 (and a finite vrp_prior)")
+    if not np.isfinite(prior):
+        raise InvalidParameterError("vol_path.vrp_prior", vol_cfg.vrp_prior, "a finite log(IV / realized vol)")
+    if not n0 >= 0:
+        raise InvalidParameterError("vol_path.vrp_prior_rows", vol_cfg.vrp_prior_rows, ">= 0")
     log_vrp = (float(gaps.sum()) + n0 * prior) / (len(gaps) + n0) if len(gaps) + n0 > 0 else 0.0
     fi, fr = (
         feature_positions(vol_cfg, layout, "implied"),

@@ -29,9 +29,15 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from aurora_jax.errors import InvalidParameterError
+from aurora_jax.features.descriptors import DAYS_PER_YEAR
 
-DAYS_PER_YEAR = 365.25
 _TINY = 1e-12
+
+
+def vol_log_ratio(iv_path: Float[Array, "... n"], scale: Float[Array, "..."], xp=jnp) -> Float[Array, "... n"]:
+    """``x_k = log(iv_k / sqrt(365.25)) - log s`` (``xp``: ``jnp`` in the engine, ``np`` when fitting)."""
+    return (xp.log(xp.maximum(iv_path, _TINY) / np.sqrt(DAYS_PER_YEAR))
+            - xp.log(xp.maximum(scale, _TINY))[..., None])
 
 
 class VolScale(eqx.Module):
@@ -43,9 +49,7 @@ class VolScale(eqx.Module):
 
     def log_ratio(self, iv_path: Float[Array, "... n"], scale: Float[Array, "..."]) -> Float[Array, "... n"]:
         """``x_k - c``, clipped to ``[-clip, clip]``."""
-        x = (jnp.log(jnp.maximum(iv_path, _TINY) / np.sqrt(DAYS_PER_YEAR))
-             - jnp.log(jnp.maximum(scale, _TINY))[..., None])
-        return jnp.clip(x - self.center, -self.clip, self.clip)
+        return jnp.clip(vol_log_ratio(iv_path, scale) - self.center, -self.clip, self.clip)
 
     def __call__(self, iv_path: Float[Array, "... n"], scale: Float[Array, "..."]) -> Float[Array, "... n"]:
         return jnp.exp(self.beta * self.log_ratio(iv_path, scale))
@@ -67,8 +71,7 @@ def fit_vol_scale(resid: Float[np.ndarray, "n h"], mask: Float[np.ndarray, "n h"
     betas, clip = check_vol_scale_config(vcfg)
     resid, mask = np.asarray(resid, float), np.asarray(mask, float) > 0
     h = resid.shape[1]
-    x = (np.log(np.maximum(np.asarray(iv_path, float)[:, :h], _TINY) / np.sqrt(DAYS_PER_YEAR))
-         - np.log(np.maximum(np.asarray(scale, float), _TINY))[:, None])
+    x = vol_log_ratio(np.asarray(iv_path, float)[:, :h], np.asarray(scale, float), xp=np)
     ok = mask & np.isfinite(resid) & np.isfinite(x)
     if ok.sum(axis=0).min() < 30:
         raise InvalidParameterError("resid", f"{int(ok.sum(axis=0).min())} usable rows at some step",

@@ -84,9 +84,8 @@ def inputs_signature(cfg) -> str:
 
     e = engine_config(cfg)
     spec = {"regime": list(regime_layout(int(e.inputs.regime_dim)).names),
-            "lookback_days": int(e.inputs.lookback_days), "horizon_max": int(e.inputs.horizon_max)}
-    if ENGINE_FORMAT > 1:
-        spec["engine_format"] = ENGINE_FORMAT
+            "lookback_days": int(e.inputs.lookback_days), "horizon_max": int(e.inputs.horizon_max),
+            "engine_format": ENGINE_FORMAT}
     return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:12]
 
 
