@@ -114,7 +114,12 @@ def build_metrics(cfg: DictConfig, result: WalkForwardResult, peers: list[str]) 
              "tolerance": tol}
         g["pass"] = bool(abs(g["cal_cov80"] - 0.8) <= tol and abs(g["cal_cov90"] - 0.9) <= tol)
         targets["garch_conformal_nominal"] = g
-    return {
+    recal = None
+    if result.grids is not None and len(sc):
+        recal = M.recalibration(sc, result.grids, int(ev.recalibration.min_n))
+        targets["recalibration_reach"] = M.recalibration_reach(
+            recal, best, [ours + CAL_SUFFIX, ours], float(ev.targets.crps_improvement), headline)
+    out = {
         "asset": s.asset,
         "period": {"start": str(s.start.date()), "end": str(s.end.date()), "step_days": s.step_days,
                    "warmup_days": s.warmup_days, "horizon": s.horizon, "num_paths": s.num_paths,
@@ -138,6 +143,9 @@ def build_metrics(cfg: DictConfig, result: WalkForwardResult, peers: list[str]) 
                              for m, c in result.calibrators.items()},
         "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
     }
+    if recal is not None:
+        out["recalibration"] = recal
+    return out
 
 
 def print_table(console: Console, metrics: dict) -> None:

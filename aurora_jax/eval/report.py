@@ -122,6 +122,10 @@ def _fmt(x, nd=3) -> str:
     return f"{x:.{nd}f}" if isinstance(x, float) else str(x)
 
 
+def _rel(improvement: float) -> str:
+    return f"{abs(improvement):.1%} {'below' if improvement >= 0 else 'above'}"
+
+
 def markdown(metrics: dict, charts: list[str]) -> str:
     L = []
     L.append(f"# Walk-forward evaluation — {metrics['asset']}\n")
@@ -174,7 +178,7 @@ def markdown(metrics: dict, charts: list[str]) -> str:
             L.append(f"- `{t['method']}`: not available in this run.")
             continue
         need = metrics["targets"].get("crps_improvement")
-        crps = ", ".join(f"h={h}: {abs(v['improvement']):.1%} {'below' if v['improvement'] >= 0 else 'above'} "
+        crps = ", ".join(f"h={h}: {_rel(v['improvement'])} "
                          f"{v['best_peer']}" + (f" (target: {need:.0%} below; " if need is not None else " (")
                          + f"{'pass' if v['pass'] else 'FAIL'})" for h, v in t["crps_vs_best_peer"].items())
         co = t["coverage_overall"]
@@ -185,6 +189,24 @@ def markdown(metrics: dict, charts: list[str]) -> str:
     if g:
         L.append(f"- GARCH-t raw cov80={_fmt(g['raw_cov80'])}, cov90={_fmt(g['raw_cov90'])} -> with our conformal layer "
                  f"cov80={_fmt(g['cal_cov80'])}, cov90={_fmt(g['cal_cov90'])}: {'pass' if g['pass'] else 'FAIL'} (nominal ± {g['tolerance']}).")
+    rc = metrics.get("recalibration")
+    if rc:
+        L.append("\n## What calibration could still gain (hindsight PIT recalibration, in-sample)\n")
+        L.append("CRPS as scored, after recalibrating each method's PITs with hindsight per horizon, and per "
+                 "horizon x regime: the part of the score that any monotone post-processing could remove on "
+                 "this period. The rest of a gap is sharpness.\n")
+        L.append("| method | " + " | ".join(f"h={h}: CRPS / recal / recal by regime" for h in hs) + " |")
+        L.append("|---|" + "---|" * len(hs))
+        for m, d in rc.items():
+            L.append(f"| {m} | " + " | ".join(
+                f"{_fmt(d[h]['crps'])} / {_fmt(d[h]['crps_recal'])} / {_fmt(d[h]['crps_recal_regime'])}"
+                if h in d else "—" for h in hs) + " |")
+        for c, rows in metrics["targets"].get("recalibration_reach", {}).items():
+            parts = [f"h={h}: {_fmt(v['crps_recal_regime'])}, {_rel(v['improvement_vs_peer'])} {v['best_peer']} as scored, "
+                     f"{_rel(v['improvement_vs_peer_recal'])} it recalibrated alike "
+                     f"({'target reachable' if v['reachable'] else 'target out of reach'})" for h, v in rows.items()]
+            if parts:
+                L.append(f"- `{c}` recalibrated by regime: " + "; ".join(parts) + ".")
     r = metrics.get("router")
     if r:
         L.append("\n## Router (AR / ARMA / GARCH by BIC)\n")

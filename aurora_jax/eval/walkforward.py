@@ -33,6 +33,7 @@ from aurora_jax.calibrate.conformal import ConformalCalibrator
 from aurora_jax.errors import DataRangeError, InvalidParameterError, ModelUnavailableError
 from aurora_jax.eval.data import AssetSeries, SeriesCache
 from aurora_jax.eval.forecaster import AsOfView, ForecastContext, Forecaster, check_paths
+from aurora_jax.eval.recalibration import grid_levels
 from aurora_jax.eval.scoring import band_stats, crps_sample, pinball, pit, quantile_map_samples
 from aurora_jax.eval.signals import SignalEngine
 
@@ -60,6 +61,7 @@ class WalkForwardSettings:
     seed: int
     levels: tuple[float, ...]
     fan_methods: tuple[str, ...] = ()
+    recal_grid: int = 0          # quantile-grid size kept per scored forecast (0: none kept)
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> WalkForwardSettings:
@@ -76,16 +78,20 @@ class WalkForwardSettings:
             calibrated=bool(ev.calibrated), seed=int(cfg.seed),
             levels=tuple(float(x) for x in cfg.calibration.levels),
             fan_methods=tuple(str(m) for m in ev.report.fan_methods),
+            recal_grid=int(ev.recalibration.grid),
         )
         checks = [
             ("eval.step_days", s.step_days, 1, 366), ("eval.horizon", s.horizon, 1, 14),
             ("eval.num_paths", s.num_paths, 100, 1_000_000), ("eval.warmup_days", s.warmup_days, 0, 10_000),
             ("eval.refit_every_days", s.refit_every_days, 1, 10_000),
             ("eval.lookback_days", s.lookback_days, 30, 100_000),
+            ("eval.recalibration.grid", s.recal_grid, 0, 1000),
         ]
         for name, v, lo, hi in checks:
             if not lo <= v <= hi:
                 raise InvalidParameterError(name, v, f"{lo} .. {hi}")
+        if s.recal_grid == 1:
+            raise InvalidParameterError("eval.recalibration.grid", 1, "0 (off) or 2 .. 1000 levels")
         if end <= start:
             raise InvalidParameterError("eval.end", str(end.date()), f"after eval.start={start.date()}")
         for lv in (0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95):
@@ -151,6 +157,7 @@ class WalkForwardResult:
     snapshot: dict[str, tuple[object, dict]]
     seconds: dict[str, float]
     change_points: dict[str, list[str]]
+    grids: np.ndarray | None = None  # (rows of scores, recal_grid): each scored forecast's quantiles
 
 
 def method_rng(seed: int, method: str, k: int) -> np.random.Generator:
@@ -199,6 +206,8 @@ class WalkForward:
         fit_at: dict[str, pd.Timestamp] = {}
         pending: list[_Pending] = []
         rows: list[dict] = []
+        grids: list[np.ndarray] = []  # parallel to rows when s.recal_grid
+        taus = grid_levels(s.recal_grid) if s.recal_grid else None
         sig_rows: list[dict] = []
         fans: dict[str, dict[pd.Timestamp, np.ndarray]] = {}
         skipped = {f.name: 0 for f in self.forecasters}
@@ -242,11 +251,15 @@ class WalkForward:
                         "bucket": cal.config.bucket_of(h)}
                 samp = p.paths[:, h - 1].astype(float)
                 rows.append({"method": p.method, **base, **score_row(samp, p.raw_q[h - 1], levels, y)})
+                if taus is not None:
+                    grids.append(np.quantile(samp, taus).astype(np.float32))
                 if p.cal_q is not None:
                     mapped = quantile_map_samples(samp, p.raw_q[h - 1], p.cal_q[h - 1])
                     info = p.infos[h - 1]
                     rows.append({"method": p.method + CAL_SUFFIX, **base,
                                  **score_row(mapped, p.cal_q[h - 1], levels, y), **info})
+                    if taus is not None:
+                        grids.append(np.quantile(mapped, taus).astype(np.float32))
             return [p for p in pending if len(p.done) < H]
 
         progress = Progress(TextColumn("[bold]eval[/] {task.description}"), BarColumn(),
@@ -330,4 +343,5 @@ class WalkForward:
             calibrators=calibrators, snapshot=snapshot, seconds=seconds,
             change_points={"page_hinkley_returns": [str(t) for t in engine.ph_alarms],
                            "cusum_errors": [str(t) for t in engine.cu_alarms]},
+            grids=np.stack(grids) if grids else None,
         )

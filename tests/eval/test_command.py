@@ -46,7 +46,19 @@ def test_eval_command_end_to_end(make_cfg, tmp_path, capsys):
     for f in ("report.md", "scores.csv", "signals.csv", "pit.png", "rolling_coverage.png",
               "coverage_by_regime_horizon.png", "fan_garch_t.png", "conformal/garch_t.json"):
         assert (run_dir / f).exists(), f
-    assert "## Targets" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert "## Targets" in report and "## What calibration could still gain" in report
+    # hindsight recalibration: every scored method and horizon, recalibrated within a group of
+    # >= min_n forecasts (the 14 horizons x 32 dates here)
+    rc = m["recalibration"]
+    assert {"garch_t", "garch_t+conformal", "ewma"} <= set(rc) and "aurora" not in rc
+    for h in ("1", "7", "14"):
+        cell = rc["garch_t"][h]
+        assert cell["n"] == m["metrics"]["garch_t"][h]["n"]
+        assert cell["crps"] == pytest.approx(m["metrics"]["garch_t"][h]["crps"])
+        for k in ("crps_recal", "crps_recal_regime"):
+            assert 0 < cell[k] < 1.2 * cell["crps"]
+    assert m["targets"]["recalibration_reach"] == {}  # aurora was not scored
 
 
 def test_unknown_method_is_an_error(make_cfg, tmp_path):

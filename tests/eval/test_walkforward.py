@@ -92,6 +92,9 @@ def test_bad_input_fails_before_any_computation(make_cfg):
         _run(make_cfg, [spy], "eval.start=2024-01-01", "eval.end=2025-06-01", "eval.step_days=7")
     with pytest.raises(InvalidParameterError, match="eval.step_days"):
         _run(make_cfg, [spy], "eval.step_days=0")
+    for bad in (1, -5):
+        with pytest.raises(InvalidParameterError, match="eval.recalibration.grid"):
+            _run(make_cfg, [spy], f"eval.recalibration.grid={bad}")
     assert spy.seen == []  # nothing was fitted
     with pytest.raises(ConfigError):
         load_config(["experiment=no_such_experiment"])

@@ -1,0 +1,79 @@
+"""How much CRPS a recalibration chosen with hindsight could still remove from a forecaster.
+
+For forecasts ``F_t`` with probability integral transforms ``u_t = F_t(y_t)``, let ``G`` be the
+empirical CDF of the ``u_t`` within a group (one horizon, or one horizon x regime). The
+PIT-recalibrated forecast ``F~_t = G o F_t`` has the quantile function
+
+    Q~_t(tau) = Q_t(G^{-1}(tau))
+
+and is probabilistically calibrated on that group by construction (Gneiting, Balabdaoui &
+Raftery 2007). ``CRPS(F) - CRPS(F~)`` estimates the miscalibration part of a method's score on
+the evaluated period: what a monotone post-processing of its quantiles (the conformal layer is
+one) could recover, with hindsight; the rest of the gap to another method is sharpness, which
+needs more information. It is an in-sample figure (``G`` is fitted on the outcomes it scores),
+so it is optimistic for the recalibration, not a forecast anyone could issue.
+
+Quantile functions are represented on the midpoint grid ``tau_j = (j + 1/2) / m``; the CRPS of a
+grid is the sample CRPS of its ``m`` values. ``F~`` stays inside the range of ``F``'s grid, so the
+gain of an under-dispersed forecaster whose outcomes fall beyond ``tau_0`` / ``tau_{m-1}`` is
+understated. Groups with fewer than ``min_n`` forecasts are left
+as they are (``G`` = identity).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from jaxtyping import Float
+
+from aurora_jax.errors import InvalidParameterError
+
+
+def grid_levels(size: int) -> np.ndarray:
+    """Midpoint levels ``(j + 1/2) / size``, ``j = 0 .. size - 1``."""
+    if int(size) < 2:
+        raise InvalidParameterError("eval.recalibration.grid", size, "at least 2 levels (0 disables)")
+    return (np.arange(int(size)) + 0.5) / int(size)
+
+
+def crps_rows(grids: Float[np.ndarray, "n m"], y: Float[np.ndarray, " n"]) -> np.ndarray:
+    """Sample CRPS of every row of ``grids`` (values in any order) at its outcome."""
+    x = np.sort(np.asarray(grids, dtype=float), axis=1)
+    y = np.asarray(y, dtype=float)
+    m = x.shape[1]
+    i = np.arange(1, m + 1)
+    spread = 2.0 * (x @ (2 * i - m - 1)) / (m * m)
+    return np.mean(np.abs(x - y[:, None]), axis=1) - 0.5 * spread
+
+
+def recalibrate(grids: Float[np.ndarray, "n m"], pits: Float[np.ndarray, " n"]) -> np.ndarray:
+    """``Q_t(G^{-1}(tau_j))`` for every row: the grids pushed through the PITs' empirical CDF
+    (linear between grid levels, held at the outermost grid values beyond them)."""
+    g = np.asarray(grids, dtype=float)
+    taus = grid_levels(g.shape[1])
+    inv = np.quantile(np.asarray(pits, dtype=float), taus)
+    return np.stack([np.interp(inv, taus, row) for row in np.sort(g, axis=1)])
+
+
+def recalibrated_crps(
+    grids: Float[np.ndarray, "n m"],
+    pits: Float[np.ndarray, " n"],
+    y: Float[np.ndarray, " n"],
+    groups: np.ndarray | None = None,
+    min_n: int = 30,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row CRPS of the grids as issued and after PIT recalibration within each group."""
+    g = np.asarray(grids, dtype=float)
+    pits = np.asarray(pits, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if g.ndim != 2 or pits.shape != (g.shape[0],) or y.shape != (g.shape[0],):
+        raise InvalidParameterError("grids", g.shape, "(n, m) with n pits and n outcomes")
+    if not (np.all(np.isfinite(pits)) and np.all((pits >= 0) & (pits <= 1))):
+        raise InvalidParameterError("pits", "outside [0, 1]", "probabilities in [0, 1]")
+    before = crps_rows(g, y)
+    after = before.copy()
+    labels = np.zeros(g.shape[0], dtype=int) if groups is None else np.asarray(groups)
+    for lab in np.unique(labels):
+        k = labels == lab
+        if int(k.sum()) >= int(min_n):
+            after[k] = crps_rows(recalibrate(g[k], pits[k]), y[k])
+    return before, after
