@@ -26,6 +26,7 @@ import numpy as np
 from jaxtyping import Float
 
 from aurora_jax.errors import InvalidParameterError
+from aurora_jax.eval.scoring import crps_rows
 
 
 def grid_levels(size: int) -> np.ndarray:
@@ -33,16 +34,6 @@ def grid_levels(size: int) -> np.ndarray:
     if int(size) < 2:
         raise InvalidParameterError("eval.recalibration.grid", size, "at least 2 levels (0 disables)")
     return (np.arange(int(size)) + 0.5) / int(size)
-
-
-def crps_rows(grids: Float[np.ndarray, "n m"], y: Float[np.ndarray, " n"]) -> np.ndarray:
-    """Sample CRPS of every row of ``grids`` (values in any order) at its outcome."""
-    x = np.sort(np.asarray(grids, dtype=float), axis=1)
-    y = np.asarray(y, dtype=float)
-    m = x.shape[1]
-    i = np.arange(1, m + 1)
-    spread = 2.0 * (x @ (2 * i - m - 1)) / (m * m)
-    return np.mean(np.abs(x - y[:, None]), axis=1) - 0.5 * spread
 
 
 def recalibrate(grids: Float[np.ndarray, "n m"], pits: Float[np.ndarray, " n"]) -> np.ndarray:

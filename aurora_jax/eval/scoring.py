@@ -16,14 +16,19 @@ from jaxtyping import Float
 from aurora_jax.errors import InvalidParameterError
 
 
-def crps_sample(samples: Float[np.ndarray, " m"], y: float) -> float:
-    x = np.sort(np.asarray(samples, dtype=float).ravel())
-    m = x.shape[0]
+def crps_rows(samples: Float[np.ndarray, "n m"], y: Float[np.ndarray, " n"]) -> np.ndarray:
+    """Sample CRPS of every row of ``samples`` (any order) at its own outcome."""
+    x = np.sort(np.asarray(samples, dtype=float), axis=1)
+    m = x.shape[1]
     if m == 0:
         raise InvalidParameterError("samples", 0, "at least one sample")
     i = np.arange(1, m + 1)
-    spread = 2.0 * np.sum((2 * i - m - 1) * x) / (m * m)
-    return float(np.mean(np.abs(x - y)) - 0.5 * spread)
+    spread = 2.0 * (x @ (2 * i - m - 1)) / (m * m)
+    return np.mean(np.abs(x - np.asarray(y, dtype=float).reshape(-1, 1)), axis=1) - 0.5 * spread
+
+
+def crps_sample(samples: Float[np.ndarray, " m"], y: float) -> float:
+    return float(crps_rows(np.asarray(samples, dtype=float).reshape(1, -1), np.asarray([y]))[0])
 
 
 def crps_gaussian(mu: float, sigma: float, y: float) -> float:

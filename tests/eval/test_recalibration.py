@@ -6,8 +6,8 @@ import pytest
 from scipy.stats import norm
 
 from aurora_jax.errors import InvalidParameterError
-from aurora_jax.eval.recalibration import crps_rows, grid_levels, recalibrate, recalibrated_crps
-from aurora_jax.eval.scoring import crps_gaussian, crps_sample
+from aurora_jax.eval.recalibration import grid_levels, recalibrate, recalibrated_crps
+from aurora_jax.eval.scoring import crps_gaussian, crps_rows, crps_sample
 
 
 def _normal_forecasts(sigma_forecast, sigma_true, seed=0, m=200):
