@@ -8,9 +8,10 @@ PIT-recalibrated forecast ``F~_t = G o F_t`` has the quantile function
 
 and is probabilistically calibrated on that group by construction (Gneiting, Balabdaoui &
 Raftery 2007). ``CRPS(F) - CRPS(F~)`` estimates the miscalibration part of a method's score on
-the evaluated period: what a monotone post-processing of its quantiles (the conformal layer is
-one) could recover, with hindsight; the rest of the gap to another method is sharpness, which
-needs more information. It is an in-sample figure (``G`` is fitted on the outcomes it scores),
+the evaluated period: roughly what a post-processing of its quantiles (the conformal layer is
+one) could recover if it knew the period's PITs in advance; the rest of the gap to another
+method is sharpness, which needs more information. It is an estimate, not a bound: ``G o F``
+makes the PITs uniform but is not the CRPS-optimal map. It is an in-sample figure (``G`` is fitted on the outcomes it scores),
 so it is optimistic for the recalibration, not a forecast anyone could issue.
 
 Quantile functions are represented on the midpoint grid ``tau_j = (j + 1/2) / m``; the CRPS of a

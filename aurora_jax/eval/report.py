@@ -193,8 +193,8 @@ def markdown(metrics: dict, charts: list[str]) -> str:
     if rc:
         L.append("\n## What calibration could still gain (hindsight PIT recalibration, in-sample)\n")
         L.append("CRPS as scored, after recalibrating each method's PITs with hindsight per horizon, and per "
-                 "horizon x regime: the part of the score that any monotone post-processing could remove on "
-                 "this period. The rest of a gap is sharpness.\n")
+                 "horizon x regime: an estimate of the part of the score that calibration could remove on this "
+                 "period, knowing its outcomes. The rest of a gap is sharpness.\n")
         L.append("| method | " + " | ".join(f"h={h}: CRPS / recal / recal by regime" for h in hs) + " |")
         L.append("|---|" + "---|" * len(hs))
         for m, d in rc.items():
