@@ -116,7 +116,7 @@ def build_metrics(cfg: DictConfig, result: WalkForwardResult, peers: list[str]) 
         targets["garch_conformal_nominal"] = g
     recal = None
     if result.grids is not None and len(sc):
-        recal = M.recalibration(sc, result.grids, int(ev.recalibration.min_n))
+        recal = M.recalibration(sc, result.grids, s.recal_min_n)
         targets["recalibration_reach"] = M.recalibration_reach(
             recal, best, [ours + CAL_SUFFIX, ours], float(ev.targets.crps_improvement), headline)
     out = {

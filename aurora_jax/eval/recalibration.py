@@ -10,15 +10,14 @@ and is probabilistically calibrated on that group by construction (Gneiting, Bal
 Raftery 2007). ``CRPS(F) - CRPS(F~)`` estimates the miscalibration part of a method's score on
 the evaluated period: roughly what a post-processing of its quantiles (the conformal layer is
 one) could recover if it knew the period's PITs in advance; the rest of the gap to another
-method is sharpness, which needs more information. It is an estimate, not a bound: ``G o F``
-makes the PITs uniform but is not the CRPS-optimal map. It is an in-sample figure (``G`` is fitted on the outcomes it scores),
-so it is optimistic for the recalibration, not a forecast anyone could issue.
+method is sharpness, which needs more information. It is an estimate, not a bound (``G o F``
+makes the PITs uniform but is not the CRPS-optimal map), and an in-sample one (``G`` is fitted
+on the outcomes it scores): optimistic for calibration, not a forecast anyone could issue.
 
 Quantile functions are represented on the midpoint grid ``tau_j = (j + 1/2) / m``; the CRPS of a
 grid is the sample CRPS of its ``m`` values. ``F~`` stays inside the range of ``F``'s grid, so the
 gain of an under-dispersed forecaster whose outcomes fall beyond ``tau_0`` / ``tau_{m-1}`` is
-understated. Groups with fewer than ``min_n`` forecasts are left
-as they are (``G`` = identity).
+understated. Groups with fewer than ``min_n`` forecasts are left as they are (``G`` = identity).
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ class WalkForwardSettings:
     levels: tuple[float, ...]
     fan_methods: tuple[str, ...] = ()
     recal_grid: int = 0          # quantile-grid size kept per scored forecast (0: none kept)
+    recal_min_n: int = 30        # smallest group the hindsight recalibration refits
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> WalkForwardSettings:
@@ -78,7 +79,7 @@ class WalkForwardSettings:
             calibrated=bool(ev.calibrated), seed=int(cfg.seed),
             levels=tuple(float(x) for x in cfg.calibration.levels),
             fan_methods=tuple(str(m) for m in ev.report.fan_methods),
-            recal_grid=int(ev.recalibration.grid),
+            recal_grid=int(ev.recalibration.grid), recal_min_n=int(ev.recalibration.min_n),
         )
         checks = [
             ("eval.step_days", s.step_days, 1, 366), ("eval.horizon", s.horizon, 1, 14),
@@ -86,6 +87,7 @@ class WalkForwardSettings:
             ("eval.refit_every_days", s.refit_every_days, 1, 10_000),
             ("eval.lookback_days", s.lookback_days, 30, 100_000),
             ("eval.recalibration.grid", s.recal_grid, 0, 1000),
+            ("eval.recalibration.min_n", s.recal_min_n, 2, 1_000_000),
         ]
         for name, v, lo, hi in checks:
             if not lo <= v <= hi:

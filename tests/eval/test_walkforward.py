@@ -95,6 +95,8 @@ def test_bad_input_fails_before_any_computation(make_cfg):
     for bad in (1, -5):
         with pytest.raises(InvalidParameterError, match="eval.recalibration.grid"):
             _run(make_cfg, [spy], f"eval.recalibration.grid={bad}")
+    with pytest.raises(InvalidParameterError, match="eval.recalibration.min_n"):
+        _run(make_cfg, [spy], "eval.recalibration.min_n=0")
     assert spy.seen == []  # nothing was fitted
     with pytest.raises(ConfigError):
         load_config(["experiment=no_such_experiment"])
