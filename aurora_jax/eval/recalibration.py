@@ -51,8 +51,9 @@ def recalibrated_crps(
     y: Float[np.ndarray, " n"],
     groups: np.ndarray | None = None,
     min_n: int = 30,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row CRPS of the grids as issued and after PIT recalibration within each group."""
+) -> np.ndarray:
+    """Per-row CRPS after PIT recalibration within each group (as issued in groups under ``min_n``;
+    the CRPS as issued is :func:`~aurora_jax.eval.scoring.crps_rows` of the grids)."""
     g = np.asarray(grids, dtype=float)
     pits = np.asarray(pits, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -60,11 +61,9 @@ def recalibrated_crps(
         raise InvalidParameterError("grids", g.shape, "(n, m) with n pits and n outcomes")
     if not (np.all(np.isfinite(pits)) and np.all((pits >= 0) & (pits <= 1))):
         raise InvalidParameterError("pits", "outside [0, 1]", "probabilities in [0, 1]")
-    before = crps_rows(g, y)
-    after = before.copy()
+    after = np.empty(g.shape[0])
     labels = np.zeros(g.shape[0], dtype=int) if groups is None else np.asarray(groups)
     for lab in np.unique(labels):
         k = labels == lab
-        if int(k.sum()) >= int(min_n):
-            after[k] = crps_rows(recalibrate(g[k], pits[k]), y[k])
-    return before, after
+        after[k] = crps_rows(recalibrate(g[k], pits[k]) if int(k.sum()) >= int(min_n) else g[k], y[k])
+    return after

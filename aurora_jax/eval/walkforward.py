@@ -92,8 +92,8 @@ class WalkForwardSettings:
         for name, v, lo, hi in checks:
             if not lo <= v <= hi:
                 raise InvalidParameterError(name, v, f"{lo} .. {hi}")
-        if s.recal_grid == 1:
-            raise InvalidParameterError("eval.recalibration.grid", 1, "0 (off) or 2 .. 1000 levels")
+        if s.recal_grid:
+            grid_levels(s.recal_grid)  # refuses a one-level grid, naming eval.recalibration.grid
         if end <= start:
             raise InvalidParameterError("eval.end", str(end.date()), f"after eval.start={start.date()}")
         for lv in (0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95):

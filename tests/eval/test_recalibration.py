@@ -31,14 +31,14 @@ def test_crps_rows_is_the_sample_crps_of_each_row():
 def test_calibrated_forecasts_gain_almost_nothing():
     s = np.exp(np.random.default_rng(2).normal(0, 0.5, 3000))
     grids, pits, y = _normal_forecasts(s, s)
-    before, after = recalibrated_crps(grids, pits, y)
+    before, after = crps_rows(grids, y), recalibrated_crps(grids, pits, y)
     assert abs(after.mean() / before.mean() - 1) < 0.005
 
 
 def test_a_doubled_spread_is_undone():
     s = np.exp(np.random.default_rng(3).normal(0, 0.5, 4000))
     grids, pits, y = _normal_forecasts(2 * s, s)
-    before, after = recalibrated_crps(grids, pits, y)
+    before, after = crps_rows(grids, y), recalibrated_crps(grids, pits, y)
     ideal = np.mean([crps_gaussian(0.0, si, yi) for si, yi in zip(s, y)])
     assert before.mean() > 1.15 * ideal
     assert after.mean() == pytest.approx(ideal, rel=0.01)
@@ -56,11 +56,11 @@ def test_groups_are_recalibrated_separately_and_small_groups_left_alone():
     narrow = _normal_forecasts(0.8 * s[1000:], s[1000:], seed=6)
     grids, pits, y = (np.concatenate(p) for p in zip(wide, narrow))
     groups = np.repeat(["wide", "narrow"], 1000)
-    before, pooled = recalibrated_crps(grids, pits, y)
-    _, split = recalibrated_crps(grids, pits, y, groups)
+    before, pooled = crps_rows(grids, y), recalibrated_crps(grids, pits, y)
+    split = recalibrated_crps(grids, pits, y, groups)
     # pooled, the two errors partly cancel in the PIT histogram; split, each is undone
     assert split.mean() < 0.99 * min(pooled.mean(), before.mean())
-    _, untouched = recalibrated_crps(grids, pits, y, groups, min_n=1001)
+    untouched = recalibrated_crps(grids, pits, y, groups, min_n=1001)
     np.testing.assert_array_equal(untouched, before)
 
 
